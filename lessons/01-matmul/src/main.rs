@@ -1,0 +1,3 @@
+//! Lesson 01-matmul: being written.
+
+fn main() {}

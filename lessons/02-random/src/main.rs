@@ -1,0 +1,3 @@
+//! Lesson 02-random: being written.
+
+fn main() {}

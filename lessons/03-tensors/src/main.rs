@@ -1,0 +1,3 @@
+//! Lesson 03-tensors: being written.
+
+fn main() {}

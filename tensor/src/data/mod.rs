@@ -1,0 +1,1 @@
+//! Datasets: Fashion-MNIST IDX loader and batching iterators (being written).

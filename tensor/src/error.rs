@@ -1,0 +1,72 @@
+//! The tensor crate's one error type. Every message names the op and the shapes,
+//! dims, keys or paths involved, so a caller can tell what went wrong and where.
+
+use std::path::PathBuf;
+
+/// Errors from tensor construction, views, ops and I/O.
+#[derive(Debug, thiserror::Error)]
+pub enum TensorError {
+    /// Two shapes that had to agree did not.
+    #[error("{op}: shape mismatch: {lhs:?} vs {rhs:?}")]
+    ShapeMismatch {
+        op: &'static str,
+        lhs: Vec<usize>,
+        rhs: Vec<usize>,
+    },
+    /// Shapes that cannot be broadcast together (NumPy rules).
+    #[error("{op}: cannot broadcast {lhs:?} with {rhs:?}")]
+    Broadcast {
+        op: &'static str,
+        lhs: Vec<usize>,
+        rhs: Vec<usize>,
+    },
+    /// A dimension index outside `-rank..rank`.
+    #[error("{op}: dim {dim} out of range for rank {rank}")]
+    DimOutOfRange {
+        op: &'static str,
+        dim: isize,
+        rank: usize,
+    },
+    /// An index or range outside a dimension's size.
+    #[error("{op}: index {index} out of range for dim {dim} of size {size}")]
+    IndexOutOfRange {
+        op: &'static str,
+        index: usize,
+        dim: usize,
+        size: usize,
+    },
+    /// The number of elements does not match the shape.
+    #[error("{op}: {got} elements do not fill shape {shape:?} ({expected} elements)")]
+    ElementCount {
+        op: &'static str,
+        shape: Vec<usize>,
+        expected: usize,
+        got: usize,
+    },
+    /// Any other invalid argument, with a sentence that says which and why.
+    #[error("{op}: {msg}")]
+    Invalid { op: &'static str, msg: String },
+    /// A file that could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file whose contents are not what its format promises.
+    #[error("{path}: {msg}")]
+    Format { path: PathBuf, msg: String },
+}
+
+/// Result alias used throughout the crate.
+pub type Result<T> = std::result::Result<T, TensorError>;
+
+impl TensorError {
+    /// Shorthand for [`TensorError::Invalid`].
+    pub fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
+        TensorError::Invalid {
+            op,
+            msg: msg.into(),
+        }
+    }
+}

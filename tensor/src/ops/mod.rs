@@ -1,0 +1,14 @@
+//! Tensor ops. Elementwise maps and zips with NumPy broadcasting, reductions and
+//! softmax (`unary`, `binary`, `reduce`, `softmax`); the layers diffusion models need
+//! (`conv`, `pool`, `resize`, `concat`, `index`, `norm`).
+
+pub mod binary;
+pub mod concat;
+pub mod conv;
+pub mod index;
+pub mod norm;
+pub mod pool;
+pub mod reduce;
+pub mod resize;
+pub mod softmax;
+pub mod unary;
