@@ -227,7 +227,11 @@ impl Layout {
         if self.dims()[d] != 1 {
             return Err(TensorError::invalid(
                 "squeeze",
-                format!("dim {d} of shape {:?} has size {}, not 1", self.shape, self.dims()[d]),
+                format!(
+                    "dim {d} of shape {:?} has size {}, not 1",
+                    self.shape,
+                    self.dims()[d]
+                ),
             ));
         }
         let mut dims = self.dims().to_vec();

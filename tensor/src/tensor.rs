@@ -183,7 +183,11 @@ impl Tensor {
         if self.numel() != 1 {
             return Err(TensorError::invalid(
                 "to_scalar",
-                format!("tensor of shape {:?} has {} elements, not 1", self.dims(), self.numel()),
+                format!(
+                    "tensor of shape {:?} has {} elements, not 1",
+                    self.dims(),
+                    self.numel()
+                ),
             ));
         }
         Ok(self.to_vec()?[0])
