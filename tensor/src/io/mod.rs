@@ -3,7 +3,7 @@
 //!
 //! - [`dtype`]: [`DType`] and slice conversion to and from f32.
 //! - [`safetensors`]: [`SafeTensorsFile`] (memory-mapped, tensors by name, as f32),
-//!   [`load`](safetensors::load) and [`save`](safetensors::save).
+//!   [`load`] and [`save`].
 //! - [`image`]: PNG <-> (C, H, W) tensors in [0, 1] or [-1, 1], and image grids.
 //! - [`atomic`]: [`write_atomic`], the temp-file-and-rename every writer here uses.
 //!
