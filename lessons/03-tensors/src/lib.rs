@@ -53,7 +53,12 @@ impl Strided {
 
     /// The index rule: position of element `idx` in the buffer.
     pub fn position(&self, idx: &[usize]) -> usize {
-        self.offset + idx.iter().zip(&self.strides).map(|(i, s)| i * s).sum::<usize>()
+        self.offset
+            + idx
+                .iter()
+                .zip(&self.strides)
+                .map(|(i, s)| i * s)
+                .sum::<usize>()
     }
 
     /// Element `idx`.

@@ -45,7 +45,10 @@ fn shares_buffer(a: &Strided, b: &Strided) -> bool {
 fn claim_3_narrow_moves_the_offset() {
     let x = Strided::arange(&[3, 4]);
     let v = x.narrow(1, 1, 2);
-    assert_eq!((v.offset, v.strides.clone(), v.shape.clone()), (1, vec![4, 1], vec![3, 2]));
+    assert_eq!(
+        (v.offset, v.strides.clone(), v.shape.clone()),
+        (1, vec![4, 1], vec![3, 2])
+    );
     for i in 0..3 {
         for j in 0..2 {
             assert_eq!(v.get(&[i, j]), x.get(&[i, j + 1]));
@@ -69,7 +72,10 @@ fn claim_4_broadcast_is_stride_zero() {
 
 #[test]
 fn claim_5_the_broadcasting_rule() {
-    assert_eq!(broadcast_shapes(&[8, 1, 6, 1], &[7, 1, 5]), Some(vec![8, 7, 6, 5]));
+    assert_eq!(
+        broadcast_shapes(&[8, 1, 6, 1], &[7, 1, 5]),
+        Some(vec![8, 7, 6, 5])
+    );
     assert_eq!(broadcast_shapes(&[3], &[4]), None);
     // Every pair of shapes of rank <= 3 with dims in 0..=3: scratch == library.
     let mut shapes: Vec<Vec<usize>> = vec![vec![]];
@@ -118,4 +124,36 @@ fn chunks_and_islice_are_lazy() {
     let first: Vec<u32> = islice(it, 5).collect();
     assert_eq!(first, vec![0, 1, 2, 3, 4]);
     assert_eq!(pulled, 5);
+}
+
+#[test]
+fn claim_6_a_flat_image_becomes_rows_with_an_iterator() {
+    use tensor::data::fashion_mnist::{dataset_dir, load_split, Split};
+    let (dir, source) = dataset_dir(None);
+    let train = load_split(&dir, source, Split::Train).unwrap();
+    let pixels = train.image(0).unwrap();
+    assert_eq!(pixels.len(), 784);
+    assert_eq!(train.label(0), Some(9)); // ankle boot
+    assert_eq!(pixels.iter().map(|&p| p as u32).sum::<u32>(), 76247);
+
+    let rows: Vec<Vec<u8>> = chunks(pixels.iter().copied(), 28).collect();
+    assert_eq!(rows.len(), 28);
+    assert!(rows.iter().all(|r| r.len() == 28));
+    // The same rows as the library's reshape to (28, 28).
+    let as_f32: Vec<f32> = pixels.iter().map(|&p| p as f32).collect();
+    let grid = Tensor::from_vec(as_f32, [28, 28]).unwrap();
+    for (i, row) in rows.iter().enumerate() {
+        let lib_row = grid.narrow(0, i, 1).unwrap().to_vec().unwrap();
+        assert_eq!(lib_row, row.iter().map(|&p| p as f32).collect::<Vec<_>>());
+    }
+    // And the same pieces as the library's own chunks iterator.
+    let lib: Vec<Vec<u8>> = tensor::data::batches::chunks(pixels.iter().copied(), 28).collect();
+    assert_eq!(lib, rows);
+    // islice takes the first five rows without pulling the other 23.
+    let mut pulled = 0;
+    let first5: Vec<Vec<u8>> = islice(chunks(pixels.iter().inspect(|_| pulled += 1), 28), 5)
+        .map(|r| r.into_iter().copied().collect())
+        .collect();
+    assert_eq!(first5, rows[..5].to_vec());
+    assert_eq!(pulled, 5 * 28);
 }
