@@ -3,10 +3,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use tensor::random::{
-    box_muller, draw_in_forked_child, BoxMuller, Mt19937, NaiveWichmannHill, TorchGenerator,
-    WichmannHill,
+    box_muller, draw_in_forked_child, BoxMuller, NaiveWichmannHill, WichmannHill,
 };
 use tensor::{Rng, Tensor};
+
+/// PyTorch's generator: in its own file to keep each under ~500 lines.
+#[path = "random/torch_parity.rs"]
+mod torch_parity;
 
 const SEED: u64 = 457428938475;
 const FIRST_TEN: [f64; 10] = [
@@ -336,167 +339,4 @@ fn tensor_rand_is_one_uniform_per_element() {
     }
     let v = Tensor::rand([3], &mut AlmostOne).unwrap().to_vec().unwrap();
     assert!(v.iter().all(|&x| x < 1.0 && x > 0.999), "{v:?}");
-}
-
-// ---- PyTorch's generator ---------------------------------------------------------------
-
-#[test]
-fn mt19937_matches_the_cpp_standard() {
-    let mut mt = Mt19937::new(5489);
-    let first: Vec<u32> = (0..3).map(|_| mt.next_u32()).collect();
-    assert_eq!(first, [3499211612, 581869302, 3890346734]);
-    let mut mt = Mt19937::new(5489);
-    assert_eq!((0..10_000).map(|_| mt.next_u32()).last(), Some(4123659995));
-}
-
-#[test]
-fn torch_randn_reference_latents() {
-    let mut g = TorchGenerator::manual_seed(100);
-    let x = g.randn([1, 4, 64, 64]).unwrap();
-    assert_eq!(x.dims(), &[1, 4, 64, 64]);
-    let head = &x.to_vec().unwrap()[..4];
-    for (a, b) in head
-        .iter()
-        .zip([0.1268493f32, 1.3563979, 0.5632231, -0.1039286])
-    {
-        assert!((a - b).abs() < 1e-6, "{head:?}");
-    }
-}
-
-#[test]
-fn torch_seed_uses_the_low_32_bits_and_reseeding_clears_the_cache() {
-    let mut a = TorchGenerator::manual_seed((1 << 32) + 5);
-    let mut b = TorchGenerator::manual_seed(5);
-    assert_eq!(
-        a.randn([9]).unwrap().to_vec().unwrap(),
-        b.randn([9]).unwrap().to_vec().unwrap()
-    );
-    assert_eq!(a.initial_seed(), (1 << 32) + 5);
-    let mut g = TorchGenerator::manual_seed(0);
-    let first = g.randn([1]).unwrap().to_scalar().unwrap();
-    assert!(g.has_cached_normal());
-    let mut g = TorchGenerator::manual_seed(0);
-    assert!(!g.has_cached_normal());
-    assert_eq!(g.randn([1]).unwrap().to_scalar().unwrap(), first);
-}
-
-/// Replays every case recorded in `fixtures/torch_randn.safetensors` (made by
-/// `scripts/gen_fixtures.py --only randn`) and compares every tensor to 1e-6.
-#[test]
-fn torch_generator_matches_torch_fixture() {
-    use safetensors::{Dtype, SafeTensors};
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fixtures/torch_randn.safetensors"
-    );
-    let bytes = std::fs::read(path).unwrap();
-    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let cases = meta
-        .metadata()
-        .as_ref()
-        .unwrap()
-        .get("cases")
-        .unwrap()
-        .clone();
-    let cases = parse_cases(&cases);
-    assert!(cases.len() >= 20, "only {} cases", cases.len());
-
-    let mut checked = 0;
-    let mut max_diff = 0f64;
-    let mut numels = std::collections::BTreeSet::new();
-    for (name, seed, calls) in &cases {
-        let mut g = TorchGenerator::manual_seed(*seed);
-        for (i, (op, shape)) in calls.iter().enumerate() {
-            let key = format!("{name}.{i}");
-            let view = st.tensor(&key).unwrap();
-            assert_eq!(view.shape(), shape.as_slice(), "{key}");
-            let want: Vec<f64> = match view.dtype() {
-                Dtype::F32 => view
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
-                    .collect(),
-                Dtype::F64 => view
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-                d => panic!("{key}: unexpected dtype {d:?}"),
-            };
-            let got: Vec<f64> = match op.as_str() {
-                "randn" => g
-                    .randn(shape.clone())
-                    .unwrap()
-                    .to_vec()
-                    .unwrap()
-                    .into_iter()
-                    .map(f64::from)
-                    .collect(),
-                "rand" => g
-                    .rand(shape.clone())
-                    .unwrap()
-                    .to_vec()
-                    .unwrap()
-                    .into_iter()
-                    .map(f64::from)
-                    .collect(),
-                "rand_f64" => (0..want.len()).map(|_| g.uniform()).collect(),
-                other => panic!("{key}: unknown op {other}"),
-            };
-            assert_eq!(got.len(), want.len(), "{key}");
-            // rand and the scalar (numel < 16) randn path use no approximated functions
-            // on torch's side: those must agree bit for bit.
-            let exact = op != "randn" || want.len() < 16;
-            for (j, (a, b)) in got.iter().zip(&want).enumerate() {
-                let d = (a - b).abs();
-                max_diff = max_diff.max(d);
-                assert!(d <= 1e-6, "{key}[{j}]: ours {a} torch {b}");
-                assert!(
-                    !exact || d == 0.0,
-                    "{key}[{j}]: ours {a} torch {b} (should be exact)"
-                );
-            }
-            if op == "randn" && calls.len() == 1 {
-                numels.insert(want.len());
-            }
-            checked += 1;
-        }
-    }
-    assert_eq!(checked, st.len(), "every tensor in the fixture was checked");
-    for n in [1, 2, 3, 7, 15, 16, 17, 31, 100, 1000, 16384] {
-        assert!(numels.contains(&n), "numel {n} not covered");
-    }
-    println!("checked {checked} tensors, max |ours - torch| = {max_diff:e}");
-}
-
-/// The fixture's `cases` metadata: a JSON list of
-/// `{"name": str, "seed": int, "calls": [[op, [dims...]], ...]}`.
-type Case = (String, u64, Vec<(String, Vec<usize>)>);
-
-fn parse_cases(json: &str) -> Vec<Case> {
-    let v: serde_json::Value = serde_json::from_str(json).unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|case| {
-            let name = case["name"].as_str().unwrap().to_string();
-            let seed = case["seed"].as_u64().unwrap();
-            let calls = case["calls"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|call| {
-                    let op = call[0].as_str().unwrap().to_string();
-                    let dims = call[1]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|d| d.as_u64().unwrap() as usize);
-                    (op, dims.collect())
-                })
-                .collect();
-            (name, seed, calls)
-        })
-        .collect()
 }
