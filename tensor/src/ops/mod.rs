@@ -5,6 +5,7 @@
 pub mod binary;
 pub mod concat;
 pub mod conv;
+pub mod conv_naive;
 pub mod index;
 pub mod norm;
 pub mod pool;
