@@ -1,5 +1,5 @@
 //! The layer ops against PyTorch 2.x golden values in `fixtures/ops_layers.safetensors`
-//! (made by `scripts/fixtures_ops_layers.py`; the hyper-parameters below repeat the
+//! (made by `scripts/gen_fixtures.py --only ops_layers`; the hyper-parameters below repeat the
 //! script's, case by case).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
