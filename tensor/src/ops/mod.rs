@@ -11,4 +11,5 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod softmax;
+pub mod strided;
 pub mod unary;

@@ -1,0 +1,216 @@
+//! Strided iteration: walk one or more layouts of the same shape as
+//! *(outer offsets) x (inner run)*, the basis of every elementwise kernel.
+//!
+//! A layout of shape `(d0, .., dn)` is first *coalesced*: size-1 dims are dropped and
+//! neighbouring dims merge when `stride[i] == stride[i+1] * dim[i+1]` in every layout
+//! (a contiguous `(2, 3, 4)` becomes one run of 24; a transposed `(3, 2)` stays two
+//! dims). The last coalesced dim is the *inner run*: `len` elements at a fixed
+//! stride, 1 for contiguous data and 0 for a broadcast dim. Kernels get one call per
+//! run, so the contiguous and broadcast cases become tight (vectorisable) loops and
+//! only the outer dims pay for an odometer. This is the design's "strided copy";
+//! [`copy_strided`] is the copy itself and `unary::map` / `binary::zip` build on the
+//! same walk. Introduced in `lessons/03-tensors`.
+//!
+//! ```
+//! use tensor::ops::strided::StridedRuns;
+//! use tensor::Layout;
+//! let t = Layout::contiguous([2, 3]).transpose(0, 1).unwrap(); // (3, 2), strides [1, 3]
+//! let runs = StridedRuns::new("demo", [&t]).unwrap();
+//! assert_eq!((runs.inner_len(), runs.inner_strides()), (2, [3]));
+//! let mut seen = vec![];
+//! runs.for_each_run(0..6, |pos, [off], len| seen.push((pos, off, len)));
+//! assert_eq!(seen, vec![(0, 0, 2), (2, 1, 2), (4, 2, 2)]);
+//! ```
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use crate::error::{Result, TensorError};
+use crate::layout::Layout;
+
+/// Below this many output elements kernels run on the calling thread.
+pub const PAR_MIN_ELEMS: usize = 1 << 15;
+
+/// `K` layouts of one shape, coalesced into outer dims and one inner run.
+#[derive(Clone, Debug)]
+pub struct StridedRuns<const K: usize> {
+    outer_dims: Vec<usize>,
+    outer_strides: [Vec<usize>; K],
+    inner_len: usize,
+    inner_strides: [usize; K],
+    offsets: [usize; K],
+    numel: usize,
+}
+
+impl<const K: usize> StridedRuns<K> {
+    /// Coalesce `layouts`, which must all have the same shape (broadcast them first).
+    pub fn new(op: &'static str, layouts: [&Layout; K]) -> Result<Self> {
+        let first = layouts.first().map(|l| l.dims()).unwrap_or(&[]);
+        for l in &layouts {
+            if l.dims() != first {
+                return Err(TensorError::ShapeMismatch {
+                    op,
+                    lhs: first.to_vec(),
+                    rhs: l.dims().to_vec(),
+                });
+            }
+        }
+        let mut dims: Vec<usize> = Vec::with_capacity(first.len());
+        let mut strides: [Vec<usize>; K] = std::array::from_fn(|_| Vec::new());
+        for (i, &d) in first.iter().enumerate() {
+            if d == 1 {
+                continue;
+            }
+            let mergeable = !dims.is_empty()
+                && layouts
+                    .iter()
+                    .zip(&strides)
+                    .all(|(l, s)| s.last() == Some(&(l.strides()[i] * d)));
+            if mergeable {
+                if let Some(last) = dims.last_mut() {
+                    *last *= d;
+                }
+                for (s, l) in strides.iter_mut().zip(&layouts) {
+                    if let Some(last) = s.last_mut() {
+                        *last = l.strides()[i];
+                    }
+                }
+            } else {
+                dims.push(d);
+                for (s, l) in strides.iter_mut().zip(&layouts) {
+                    s.push(l.strides()[i]);
+                }
+            }
+        }
+        let numel = first.iter().product();
+        let inner_len = dims.pop().unwrap_or(1);
+        let inner_strides = std::array::from_fn(|k| strides[k].pop().unwrap_or(0));
+        Ok(StridedRuns {
+            outer_dims: dims,
+            outer_strides: strides,
+            inner_len,
+            inner_strides,
+            offsets: std::array::from_fn(|k| layouts[k].offset()),
+            numel,
+        })
+    }
+
+    /// Number of elements in the shared shape.
+    pub fn numel(&self) -> usize {
+        self.numel
+    }
+
+    /// Length of the inner run (the last coalesced dim; 1 for a scalar).
+    pub fn inner_len(&self) -> usize {
+        self.inner_len
+    }
+
+    /// Stride of the inner run in each layout (1: contiguous, 0: broadcast).
+    pub fn inner_strides(&self) -> [usize; K] {
+        self.inner_strides
+    }
+
+    /// Call `f(pos, offsets, len)` for every run covering the row-major positions in
+    /// `range`: elements `pos..pos+len` sit at `offsets[k] + i * inner_strides[k]` in
+    /// layout `k`'s storage. Runs are cut at the range ends.
+    pub fn for_each_run(&self, range: Range<usize>, mut f: impl FnMut(usize, [usize; K], usize)) {
+        let end = range.end.min(self.numel);
+        let mut pos = range.start;
+        if pos >= end {
+            return;
+        }
+        let n = self.inner_len;
+        let rank = self.outer_dims.len();
+        // Unravel the starting row into the outer odometer.
+        let mut idx = vec![0; rank];
+        let mut row = pos / n;
+        let mut base = self.offsets;
+        for d in (0..rank).rev() {
+            idx[d] = row % self.outer_dims[d];
+            row /= self.outer_dims[d];
+            for (b, s) in base.iter_mut().zip(&self.outer_strides) {
+                *b += idx[d] * s[d];
+            }
+        }
+        let mut j = pos % n;
+        while pos < end {
+            let len = (n - j).min(end - pos);
+            let offs = std::array::from_fn(|k| base[k] + j * self.inner_strides[k]);
+            f(pos, offs, len);
+            pos += len;
+            j = 0;
+            for d in (0..rank).rev() {
+                idx[d] += 1;
+                for (b, s) in base.iter_mut().zip(&self.outer_strides) {
+                    *b += s[d];
+                }
+                if idx[d] < self.outer_dims[d] {
+                    break;
+                }
+                for (b, s) in base.iter_mut().zip(&self.outer_strides) {
+                    *b -= s[d] * self.outer_dims[d];
+                }
+                idx[d] = 0;
+            }
+        }
+    }
+
+    /// Fill `out` (row-major over the shape, `numel` long) run by run:
+    /// `f(dst, offsets)` writes `dst.len()` elements whose sources start at `offsets`.
+    /// Splits the work over rayon threads when `out` is large.
+    pub fn fill(&self, out: &mut [f32], f: impl Fn(&mut [f32], [usize; K]) + Sync) {
+        let total = out.len().min(self.numel);
+        let out = &mut out[..total];
+        let threads = rayon::current_num_threads();
+        if total < PAR_MIN_ELEMS || threads < 2 {
+            self.for_each_run(0..total, |pos, offs, len| f(&mut out[pos..pos + len], offs));
+            return;
+        }
+        let chunk = total.div_ceil(threads * 4).max(PAR_MIN_ELEMS / 4);
+        out.par_chunks_mut(chunk).enumerate().for_each(|(c, dst)| {
+            let start = c * chunk;
+            self.for_each_run(start..start + dst.len(), |pos, offs, len| {
+                f(&mut dst[pos - start..pos - start + len], offs)
+            });
+        });
+    }
+}
+
+/// Copy the elements of `layout` over `src` into `dst` in row-major order
+/// (`dst.len()` must be `layout.numel()`): the strided copy behind `to_vec` and
+/// `contiguous`.
+pub fn copy_strided(src: &[f32], layout: &Layout, dst: &mut [f32]) -> Result<()> {
+    if dst.len() != layout.numel() {
+        return Err(TensorError::ElementCount {
+            op: "copy_strided",
+            shape: layout.dims().to_vec(),
+            expected: layout.numel(),
+            got: dst.len(),
+        });
+    }
+    if layout.storage_extent() > src.len() {
+        return Err(TensorError::invalid(
+            "copy_strided",
+            format!(
+                "layout {:?} strides {:?} offset {} reads past a buffer of {}",
+                layout.dims(),
+                layout.strides(),
+                layout.offset(),
+                src.len()
+            ),
+        ));
+    }
+    let runs = StridedRuns::new("copy_strided", [layout])?;
+    let [s] = runs.inner_strides();
+    runs.fill(dst, |d, [o]| match s {
+        1 => d.copy_from_slice(&src[o..o + d.len()]),
+        0 => d.fill(src[o]),
+        _ => {
+            for (i, v) in d.iter_mut().enumerate() {
+                *v = src[o + i * s];
+            }
+        }
+    });
+    Ok(())
+}
