@@ -8,7 +8,7 @@ use ops_support::*;
 use proptest::prelude::*;
 use tensor::ops::binary::BinaryOp;
 use tensor::ops::strided::StridedRuns;
-use tensor::ops::unary::{erf, UnaryOp, WGSL_HELPERS};
+use tensor::ops::unary::{erf, exp, UnaryOp, WGSL_HELPERS};
 use tensor::{Tensor, TensorError};
 
 /// erf in f64: Taylor series for |x| <= 3, continued fraction for erfc beyond.
@@ -58,9 +58,7 @@ fn erf_f32_within_two_ulp_of_f64_on_a_dense_grid() {
     let mut x = -6.0f32;
     while x <= 6.0 {
         let want = erf64(x as f64);
-        let w = want.abs() as f32;
-        let ulp = (f32::from_bits(w.to_bits() + 1) - w) as f64;
-        let err = (erf(x) as f64 - want).abs() / ulp;
+        let err = ulps(erf(x), want);
         if err > worst.0 {
             worst = (err, x);
         }
@@ -84,6 +82,40 @@ fn erf_f32_within_two_ulp_of_f64_on_a_dense_grid() {
     assert!(erf(f32::NAN).is_nan());
     assert_eq!(erf(f32::INFINITY), 1.0);
     assert_eq!(erf(f32::NEG_INFINITY), -1.0);
+}
+
+/// Error of `got` in units of the f32 spacing at the exact value `want`.
+fn ulps(got: f32, want: f64) -> f64 {
+    let w = (want.abs() as f32).min(f32::MAX);
+    let ulp = (f32::from_bits(w.to_bits() + 1) - w) as f64;
+    (got as f64 - want).abs() / ulp
+}
+
+#[test]
+fn exp_f32_within_one_ulp_including_subnormals() {
+    let mut worst = (0.0f64, 0.0f32);
+    let mut x = -104.0f32;
+    while x < 88.72 {
+        let e = ulps(exp(x), (x as f64).exp());
+        if e > worst.0 {
+            worst = (e, x);
+        }
+        x += 1.0 / 1024.0 + x.abs() * 1e-5;
+    }
+    assert!(
+        worst.0 <= 1.0,
+        "worst error {} ulp at x = {}",
+        worst.0,
+        worst.1
+    );
+    assert_eq!(exp(0.0), 1.0);
+    assert_eq!(exp(1.0), std::f32::consts::E);
+    assert_eq!(exp(88.8), f32::INFINITY);
+    assert_eq!(exp(f32::INFINITY), f32::INFINITY);
+    assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+    assert_eq!(exp(-200.0), 0.0);
+    assert!(exp(f32::NAN).is_nan());
+    assert!(ulps(exp(88.72), (88.72f32 as f64).exp()) <= 1.0);
 }
 
 #[test]
@@ -259,6 +291,23 @@ fn large_mixed_layouts_use_every_run_kind() {
     }
     let cont = a.contiguous().unwrap();
     assert!(cont.is_contiguous() && cont.to_vec().unwrap() == va);
+    // Batched transposes (the tiled copy), with an offset, small and large.
+    for dims in [[3usize, 70, 41, 5], [2, 3, 33, 65], [1, 2, 3, 4]] {
+        let n: usize = dims.iter().product();
+        let base = Tensor::from_vec(values(10, n, false), dims).unwrap();
+        for perm in [[0, 2, 3, 1], [0, 3, 1, 2], [3, 2, 1, 0], [1, 0, 3, 2]] {
+            let p = base.permute(&perm).unwrap();
+            let s1 = p.dims()[1];
+            let t = p.narrow(1, s1 / 2, s1 - s1 / 2).unwrap();
+            let t2 = base
+                .narrow(2, 1, dims[2] - 1)
+                .unwrap()
+                .permute(&perm)
+                .unwrap();
+            assert_eq!(t.to_vec().unwrap(), naive_values(&t), "{dims:?} {perm:?}");
+            assert_eq!(t2.to_vec().unwrap(), naive_values(&t2), "{dims:?} {perm:?}");
+        }
+    }
 }
 
 proptest! {

@@ -24,36 +24,57 @@ use rayon::prelude::*;
 
 use crate::error::{Result, TensorError};
 use crate::ops::strided::PAR_MIN_ELEMS;
+use crate::ops::unary::exp;
 use crate::tensor::Tensor;
 
-/// Sum of a slice in f64 with 8 independent lanes (vectorisable).
-fn sum_f64(x: &[f32]) -> f64 {
-    let mut lanes = [0.0f64; 8];
+/// Max of a slice (NaN-ignoring, NaN shows up later through `exp`), 8 lanes.
+fn max_f32(x: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
     let mut chunks = x.chunks_exact(8);
     for c in &mut chunks {
         for (l, &v) in lanes.iter_mut().zip(c) {
-            *l += v as f64;
+            *l = if v > *l { v } else { *l };
         }
     }
-    lanes.iter().sum::<f64>() + chunks.remainder().iter().map(|&v| v as f64).sum::<f64>()
+    let m = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+    lanes.iter().fold(m, |a, &v| a.max(v))
+}
+
+/// Write `exp(x - m)` into `out` and return its sum (f64, 8 lanes).
+fn exp_sum(x: &[f32], out: &mut [f32], m: f32) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let mut oc = out.chunks_exact_mut(8);
+    let mut xc = x.chunks_exact(8);
+    for (o, c) in (&mut oc).zip(&mut xc) {
+        for ((o, &v), l) in o.iter_mut().zip(c).zip(lanes.iter_mut()) {
+            *o = exp(v - m);
+            *l += *o as f64;
+        }
+    }
+    let mut s: f64 = lanes.iter().sum();
+    for (o, &v) in oc.into_remainder().iter_mut().zip(xc.remainder()) {
+        *o = exp(v - m);
+        s += *o as f64;
+    }
+    s
 }
 
 /// Softmax (or log-softmax) of one contiguous row into `out`.
 fn row(x: &[f32], out: &mut [f32], log: bool) {
-    let m = x.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = (v - m).exp();
-    }
-    let s = sum_f64(out);
+    let m = max_f32(x);
+    let s = exp_sum(x, out, m);
     if log {
         let ls = s.ln() as f32;
         for (o, &v) in out.iter_mut().zip(x) {
             *o = (v - m) - ls;
         }
     } else {
-        let s = s as f32;
+        let r = (1.0 / s) as f32;
         for o in out.iter_mut() {
-            *o /= s;
+            *o *= r;
         }
     }
 }
@@ -63,13 +84,13 @@ fn block(x: &[f32], out: &mut [f32], b: usize, log: bool) {
     let mut m = vec![f32::NEG_INFINITY; b];
     for r in x.chunks_exact(b) {
         for (mi, &v) in m.iter_mut().zip(r) {
-            *mi = mi.max(v);
+            *mi = if v > *mi { v } else { *mi };
         }
     }
     let mut s = vec![0.0f64; b];
     for (ro, r) in out.chunks_exact_mut(b).zip(x.chunks_exact(b)) {
         for (((o, &v), &mi), si) in ro.iter_mut().zip(r).zip(&m).zip(s.iter_mut()) {
-            *o = (v - mi).exp();
+            *o = exp(v - mi);
             *si += *o as f64;
         }
     }
@@ -81,10 +102,10 @@ fn block(x: &[f32], out: &mut [f32], b: usize, log: bool) {
             }
         }
     } else {
-        let s: Vec<f32> = s.iter().map(|&v| v as f32).collect();
+        let r: Vec<f32> = s.iter().map(|&v| (1.0 / v) as f32).collect();
         for ro in out.chunks_exact_mut(b) {
-            for (o, &si) in ro.iter_mut().zip(&s) {
-                *o /= si;
+            for (o, &ri) in ro.iter_mut().zip(&r) {
+                *o *= ri;
             }
         }
     }

@@ -8,8 +8,9 @@
 //! stride, 1 for contiguous data and 0 for a broadcast dim. Kernels get one call per
 //! run, so the contiguous and broadcast cases become tight (vectorisable) loops and
 //! only the outer dims pay for an odometer. This is the design's "strided copy";
-//! [`copy_strided`] is the copy itself and `unary::map` / `binary::zip` build on the
-//! same walk. Introduced in `lessons/03-tensors`.
+//! [`copy_strided`] is the copy itself (a transpose, where the inner run has a wide
+//! stride, is copied in 32 x 32 tiles instead) and `unary::map` / `binary::zip`
+//! build on the same walk. Introduced in `lessons/03-tensors`.
 //!
 //! ```
 //! use tensor::ops::strided::StridedRuns;
@@ -94,6 +95,16 @@ impl<const K: usize> StridedRuns<K> {
             offsets: std::array::from_fn(|k| layouts[k].offset()),
             numel,
         })
+    }
+
+    /// Sizes of the coalesced outer dims (everything but the inner run).
+    pub fn outer_dims(&self) -> &[usize] {
+        &self.outer_dims
+    }
+
+    /// Strides of the coalesced outer dims, per layout.
+    pub fn outer_strides(&self) -> &[Vec<usize>; K] {
+        &self.outer_strides
     }
 
     /// Number of elements in the shared shape.
@@ -201,8 +212,18 @@ pub fn copy_strided(src: &[f32], layout: &Layout, dst: &mut [f32]) -> Result<()>
             ),
         ));
     }
+    if dst.is_empty() {
+        return Ok(());
+    }
     let runs = StridedRuns::new("copy_strided", [layout])?;
     let [s] = runs.inner_strides();
+    let (od, os) = (runs.outer_dims(), &runs.outer_strides()[0]);
+    if let (Some(&rows), Some(&sr)) = (od.last(), os.last()) {
+        if s > 1 && sr >= 1 && sr < s && rows > 1 {
+            copy_tiled(src, &runs, dst);
+            return Ok(());
+        }
+    }
     runs.fill(dst, |d, [o]| match s {
         1 => d.copy_from_slice(&src[o..o + d.len()]),
         0 => d.fill(src[o]),
@@ -213,4 +234,54 @@ pub fn copy_strided(src: &[f32], layout: &Layout, dst: &mut [f32]) -> Result<()>
         }
     });
     Ok(())
+}
+
+/// Side of the square tiles of [`copy_tiled`].
+const TILE: usize = 32;
+
+/// Copy when the inner run is a wide stride but the dim above it is narrow (a
+/// transpose): move `TILE x TILE` tiles so that both the reads and the writes of a
+/// tile stay in cache. The shape is `(batch.., rows, cols)` after coalescing.
+fn copy_tiled(src: &[f32], runs: &StridedRuns<1>, dst: &mut [f32]) {
+    let (od, os) = (runs.outer_dims(), &runs.outer_strides()[0]);
+    let last = od.len() - 1;
+    let (nr, sr, nc, sc) = (
+        od[last],
+        os[last],
+        runs.inner_len(),
+        runs.inner_strides()[0],
+    );
+    let offset = runs.offsets[0];
+    let block = |plane: usize, tile: usize, out: &mut [f32]| {
+        let (mut rem, mut base) = (plane, offset + tile * TILE * sr);
+        for d in (0..last).rev() {
+            base += (rem % od[d]) * os[d];
+            rem /= od[d];
+        }
+        let rows = out.len() / nc;
+        for c0 in (0..nc).step_by(TILE) {
+            let c1 = (c0 + TILE).min(nc);
+            for r in 0..rows {
+                let row = &mut out[r * nc + c0..r * nc + c1];
+                let b = base + r * sr;
+                for (c, v) in (c0..c1).zip(row.iter_mut()) {
+                    *v = src[b + c * sc];
+                }
+            }
+        }
+    };
+    let plane = nr * nc;
+    if dst.len() < PAR_MIN_ELEMS || rayon::current_num_threads() < 2 {
+        for (p, pd) in dst.chunks_mut(plane).enumerate() {
+            for (t, out) in pd.chunks_mut(TILE * nc).enumerate() {
+                block(p, t, out);
+            }
+        }
+    } else {
+        dst.par_chunks_mut(plane).enumerate().for_each(|(p, pd)| {
+            pd.par_chunks_mut(TILE * nc)
+                .enumerate()
+                .for_each(|(t, out)| block(p, t, out));
+        });
+    }
 }

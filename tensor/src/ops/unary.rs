@@ -6,7 +6,9 @@
 //! [`UnaryOp`] carries its CPU function ([`UnaryOp::apply`]) and its WGSL expression
 //! ([`UnaryOp::wgsl`]), so an op is defined once for every backend. GELU uses the
 //! exact erf, as PyTorch does; [`erf`] is written here (max error 1.5 ulp, about
-//! 9e-8). Introduced in `lessons/03-tensors`.
+//! 9e-8), and so is [`exp`] (1 ulp): both are branch-free and call no library
+//! function, so loops over them vectorise (exp, sigmoid, silu, gelu, softmax).
+//! Introduced in `lessons/03-tensors`.
 //!
 //! ```
 //! use tensor::Tensor;
@@ -113,14 +115,14 @@ impl UnaryOp {
     pub fn apply(self, x: f32) -> f32 {
         match self {
             UnaryOp::Neg => -x,
-            UnaryOp::Exp => x.exp(),
+            UnaryOp::Exp => exp(x),
             UnaryOp::Log => x.ln(),
             UnaryOp::Sqrt => x.sqrt(),
             UnaryOp::Tanh => x.tanh(),
-            UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-            UnaryOp::Silu => x / (1.0 + (-x).exp()),
+            UnaryOp::Sigmoid => 1.0 / (1.0 + exp(-x)),
+            UnaryOp::Silu => x / (1.0 + exp(-x)),
             UnaryOp::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
-            UnaryOp::QuickGelu => x / (1.0 + (-1.702 * x).exp()),
+            UnaryOp::QuickGelu => x / (1.0 + exp(-1.702 * x)),
             UnaryOp::Relu => {
                 if x > 0.0 || x.is_nan() {
                     x
@@ -195,24 +197,68 @@ const ERF_LARGE: [f32; 9] = [
     1.602_471_8e-6,
 ];
 
+/// `c[0] + x * (c[1] + x * (..))`.
 #[inline(always)]
-fn horner(c: &[f32], x: f32) -> f32 {
-    c.iter().rev().fold(0.0, |acc, &k| acc * x + k)
+fn horner<const N: usize>(c: &[f32; N], x: f32) -> f32 {
+    c[..N - 1]
+        .iter()
+        .rev()
+        .fold(c[N - 1], |acc, &k| acc * x + k)
 }
 
 /// The error function in f32, max error 1.5 ulp (about 9e-8) against the exact value.
 /// Two polynomial fits (made for this crate by weighted least squares): a series in
 /// `x^2` near 0 and `1 - exp(Q(|x|))` further out; `|x| >= 4` rounds to +-1.
+/// Both branches are computed and one selected, so loops over it vectorise.
 /// NaN propagates.
-#[inline]
+#[inline(always)]
 pub fn erf(x: f32) -> f32 {
     let a = x.abs();
-    if a >= 4.0 {
-        1.0f32.copysign(x)
-    } else if a >= 0.875 {
-        (1.0 - horner(&ERF_LARGE, a).exp()).copysign(x)
+    let small = x + x * horner(&ERF_SMALL, x * x);
+    let large = 1.0 - exp(horner(&ERF_LARGE, a.min(4.0)));
+    let large = if a >= 4.0 { 1.0 } else { large };
+    if a < 0.875 || a.is_nan() {
+        small
     } else {
-        x + x * horner(&ERF_SMALL, x * x)
+        large.copysign(x)
+    }
+}
+
+// exp(r) = 1 + r + r^2 * P(r) on |r| <= ln(2)/2 (a near-minimax fit, rel. error 1e-8).
+const EXP_POLY: [f32; 6] = [
+    0.5,
+    0.166_666_73,
+    0.041_666_374,
+    0.008_331_312,
+    0.001_394_160_6,
+    0.000_212_349_48,
+];
+
+/// `e^x` in f32 within 1 ulp, written without branches or library calls so that
+/// loops over it vectorise (the softmax and activation kernels use it).
+/// `x = n ln2 + r` with `n` an integer (`r` split exactly, Cody-Waite), `e^r` from a
+/// polynomial, and `2^n` built from exponent bits in two halves so that results in
+/// the subnormal range round once. Overflows to `inf` above 88.72, underflows to 0.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_359_4; // 355/512: n * LN2_HI is exact for |n| <= 2^15
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: (t + ROUND) - ROUND rounds t
+    let xc = x.clamp(-104.0, 88.75);
+    let big = xc * std::f32::consts::LOG2_E + ROUND;
+    let n = big - ROUND;
+    // The integer n sits in the low mantissa bits of `big` (no float-to-int cast).
+    let ni = big.to_bits() as i32 - ROUND.to_bits() as i32;
+    let r = (xc - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0 + (r + r * r * horner(&EXP_POLY, r));
+    let (n1, n2) = (ni >> 1, ni - (ni >> 1));
+    let s1 = f32::from_bits(((n1 + 127) as u32) << 23);
+    let s2 = f32::from_bits(((n2 + 127) as u32) << 23);
+    let y = p * s1 * s2;
+    if x > 88.722_84 {
+        f32::INFINITY
+    } else {
+        y
     }
 }
 
