@@ -23,11 +23,12 @@
 use rayon::prelude::*;
 
 use crate::error::{Result, TensorError};
-use crate::ops::strided::PAR_MIN_ELEMS;
+use crate::ops::strided::{with_simd, PAR_MIN_ELEMS};
 use crate::ops::unary::exp;
 use crate::tensor::Tensor;
 
 /// Max of a slice (NaN-ignoring, NaN shows up later through `exp`), 8 lanes.
+#[inline(always)]
 fn max_f32(x: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];
     let mut chunks = x.chunks_exact(8);
@@ -43,26 +44,25 @@ fn max_f32(x: &[f32]) -> f32 {
     lanes.iter().fold(m, |a, &v| a.max(v))
 }
 
-/// Write `exp(x - m)` into `out` and return its sum (f64, 8 lanes).
+/// Write `exp(x - m)` into `out` and return its sum (f64, 8 lanes). Two simple
+/// loops rather than one fused loop: each vectorises on its own.
+#[inline(always)]
 fn exp_sum(x: &[f32], out: &mut [f32], m: f32) -> f64 {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = exp(v - m);
+    }
     let mut lanes = [0.0f64; 8];
-    let mut oc = out.chunks_exact_mut(8);
-    let mut xc = x.chunks_exact(8);
-    for (o, c) in (&mut oc).zip(&mut xc) {
-        for ((o, &v), l) in o.iter_mut().zip(c).zip(lanes.iter_mut()) {
-            *o = exp(v - m);
-            *l += *o as f64;
+    let mut chunks = out.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += v as f64;
         }
     }
-    let mut s: f64 = lanes.iter().sum();
-    for (o, &v) in oc.into_remainder().iter_mut().zip(xc.remainder()) {
-        *o = exp(v - m);
-        s += *o as f64;
-    }
-    s
+    lanes.iter().sum::<f64>() + chunks.remainder().iter().map(|&v| v as f64).sum::<f64>()
 }
 
 /// Softmax (or log-softmax) of one contiguous row into `out`.
+#[inline(always)]
 fn row(x: &[f32], out: &mut [f32], log: bool) {
     let m = max_f32(x);
     let s = exp_sum(x, out, m);
@@ -80,6 +80,7 @@ fn row(x: &[f32], out: &mut [f32], log: bool) {
 }
 
 /// Softmax (or log-softmax) along the rows of an `(n, b)` block, per column.
+#[inline(always)]
 fn block(x: &[f32], out: &mut [f32], b: usize, log: bool) {
     let mut m = vec![f32::NEG_INFINITY; b];
     for r in x.chunks_exact(b) {
@@ -139,22 +140,38 @@ fn softmax_impl(x: &Tensor, name: &'static str, dim: isize, log: bool) -> Result
             out.par_chunks_mut(n)
                 .zip(src.par_chunks(n))
                 .with_min_len(min_rows)
-                .for_each(|(o, r)| row(r, o, log));
+                .for_each(|(o, r)| {
+                    with_simd(
+                        #[inline(always)]
+                        || row(r, o, log),
+                    )
+                });
         } else {
-            out.chunks_mut(n)
-                .zip(src.chunks(n))
-                .for_each(|(o, r)| row(r, o, log));
+            out.chunks_mut(n).zip(src.chunks(n)).for_each(|(o, r)| {
+                with_simd(
+                    #[inline(always)]
+                    || row(r, o, log),
+                )
+            });
         }
     } else if par {
         let min_blocks = (PAR_MIN_ELEMS / 4).div_ceil(blk).max(1);
         out.par_chunks_mut(blk)
             .zip(src.par_chunks(blk))
             .with_min_len(min_blocks)
-            .for_each(|(o, r)| block(r, o, b, log));
+            .for_each(|(o, r)| {
+                with_simd(
+                    #[inline(always)]
+                    || block(r, o, b, log),
+                )
+            });
     } else {
-        out.chunks_mut(blk)
-            .zip(src.chunks(blk))
-            .for_each(|(o, r)| block(r, o, b, log));
+        out.chunks_mut(blk).zip(src.chunks(blk)).for_each(|(o, r)| {
+            with_simd(
+                #[inline(always)]
+                || block(r, o, b, log),
+            )
+        });
     }
     Tensor::from_vec(out, dims)
 }

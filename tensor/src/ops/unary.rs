@@ -20,17 +20,39 @@
 //! ```
 
 use crate::error::Result;
-use crate::ops::strided::StridedRuns;
+use crate::ops::strided::{with_simd, StridedRuns};
 use crate::tensor::Tensor;
 
 /// Apply `f` to every element of `x`; the result is contiguous with `x`'s shape.
 /// The building block for every unary kernel (other modules reuse it).
 pub fn map(x: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Result<Tensor> {
+    map_with(x, f, false)
+}
+
+/// [`map`], with the inner loops compiled for AVX2 when `simd` (for `f` that
+/// captures nothing and is compute-bound: the [`UnaryOp`]s).
+fn map_with(x: &Tensor, f: impl Fn(f32) -> f32 + Sync, simd: bool) -> Result<Tensor> {
     let src = x.cpu_storage()?;
     let mut out = vec![0.0f32; x.numel()];
     let runs = StridedRuns::new("map", [x.layout()])?;
     let [st] = runs.inner_strides();
-    runs.fill(&mut out, |d, [o]| match st {
+    runs.fill(&mut out, |d, [o]| {
+        if simd {
+            with_simd(
+                #[inline(always)]
+                || map_run(&f, src, o, st, d),
+            )
+        } else {
+            map_run(&f, src, o, st, d)
+        }
+    });
+    Tensor::from_vec(out, x.shape().clone())
+}
+
+/// `d[i] = f(src[o + i * st])`, with tight loops for unit and zero strides.
+#[inline(always)]
+fn map_run(f: &impl Fn(f32) -> f32, src: &[f32], o: usize, st: usize, d: &mut [f32]) {
+    match st {
         0 => d.fill(f(src[o])),
         1 => {
             let n = d.len();
@@ -43,8 +65,7 @@ pub fn map(x: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Result<Tensor> {
                 *v = f(src[o + i * st]);
             }
         }
-    });
-    Tensor::from_vec(out, x.shape().clone())
+    }
 }
 
 /// The unary ops, each with a CPU function and a WGSL expression in `x`.
@@ -165,7 +186,7 @@ impl UnaryOp {
         // One arm per op so each closure is a constant op the compiler can inline.
         macro_rules! dispatch {
             ($($v:ident),*) => {
-                match self { $(UnaryOp::$v => map(x, |a| UnaryOp::$v.apply(a)),)* }
+                match self { $(UnaryOp::$v => map_with(x, #[inline(always)] |a| UnaryOp::$v.apply(a), true),)* }
             };
         }
         dispatch!(
@@ -369,7 +390,7 @@ impl Tensor {
     }
     /// The error function, elementwise.
     pub fn erf(&self) -> Result<Tensor> {
-        map(self, erf)
+        map_with(self, erf, true)
     }
 
     /// `x * mul + add`.
