@@ -7,6 +7,7 @@ mod ops_support;
 use ops_support::*;
 use proptest::prelude::*;
 use tensor::ops::binary::BinaryOp;
+use tensor::ops::reduce::ReduceOp;
 use tensor::ops::strided::StridedRuns;
 use tensor::ops::unary::{erf, exp, UnaryOp, WGSL_HELPERS};
 use tensor::{Tensor, TensorError};
@@ -197,6 +198,77 @@ fn wgsl_snippets_name_their_variables_and_helpers_exist() {
     assert!(UnaryOp::Gelu.wgsl().contains("erf_f32("));
     assert!(WGSL_HELPERS.contains("fn erf_f32(x: f32) -> f32"));
     assert!(BinaryOp::Pow.wgsl().contains("pow_f32(") && WGSL_HELPERS.contains("fn pow_f32("));
+}
+
+/// Every WGSL snippet, wrapped in a function next to the helpers, must pass the
+/// validators of wgpu (naga, `cargo install naga-cli`) and Dawn (tint); a missing
+/// validator is reported, not silently passed.
+#[test]
+fn wgsl_snippets_validate_with_naga_and_tint() {
+    use std::process::Command;
+    let mut src = WGSL_HELPERS.to_string();
+    let mut body = String::new();
+    for op in UnaryOp::ALL {
+        src += &format!(
+            "fn u_{}(x: f32) -> f32 {{ return {}; }}\n",
+            op.name(),
+            op.wgsl()
+        );
+        body += &format!("    v = v + u_{}(v);\n", op.name());
+    }
+    for op in BinaryOp::ALL {
+        src += &format!(
+            "fn b_{}(a: f32, b: f32) -> f32 {{ return {}; }}\n",
+            op.name(),
+            op.wgsl()
+        );
+        body += &format!("    v = v + b_{}(v, 0.5);\n", op.name());
+    }
+    for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min] {
+        src += &format!(
+            "fn r_{}(acc: f32, x: f32) -> f32 {{ return {}; }}\n",
+            op.name(),
+            op.wgsl()
+        );
+        body += &format!("    v = v + r_{}(v, 1.0);\n", op.name());
+    }
+    src += "@group(0) @binding(0) var<storage, read_write> buf: array<f32>;\n";
+    src +=
+        "@compute @workgroup_size(64)\nfn main(@builtin(global_invocation_id) id: vec3<u32>) {\n";
+    src += &format!("    var v = buf[id.x];\n{body}    buf[id.x] = v;\n}}\n");
+    let dir = std::env::temp_dir();
+    let path = dir.join(format!("ops_wgsl_{}.wgsl", std::process::id()));
+    let tint_out = dir.join(format!("ops_wgsl_{}_tint.wgsl", std::process::id()));
+    std::fs::write(&path, &src).unwrap();
+    let mut checked = 0;
+    for (tool, args) in [
+        ("naga", vec![path.as_os_str()]),
+        (
+            "tint",
+            vec![
+                path.as_os_str(),
+                "--format".as_ref(),
+                "wgsl".as_ref(),
+                "-o".as_ref(),
+                tint_out.as_os_str(),
+            ],
+        ),
+    ] {
+        let Ok(out) = Command::new(tool).args(&args).output() else {
+            eprintln!("skipped {tool}: not installed, WGSL not validated by it");
+            continue;
+        };
+        checked += 1;
+        assert!(
+            out.status.success(),
+            "{tool} rejected the snippets:\n{}{}\n{src}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+    }
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(&tint_out);
+    eprintln!("WGSL snippets validated by {checked} of 2 validators");
 }
 
 #[test]

@@ -80,7 +80,7 @@ impl ReduceOp {
         }
     }
 
-    /// The fold as a WGSL statement body in `acc` and `x` (f32).
+    /// The fold as a WGSL expression in the f32 variables `acc` and `x`.
     pub fn wgsl(self) -> &'static str {
         match self {
             ReduceOp::Sum => "acc + x",

@@ -284,7 +284,9 @@ pub fn exp(x: f32) -> f32 {
 }
 
 /// WGSL helper functions the op snippets call: `erf_f32` (same fits as [`erf`]) and
-/// `pow_f32` (PyTorch's `pow`, which WGSL's `pow` leaves undefined for `x < 0`).
+/// `pow_f32` (PyTorch's `pow`, which WGSL's `pow` leaves undefined for `x <= 0`).
+/// Infinities and NaN come from runtime `1 / 0` and `sqrt(-a)`: WGSL rejects them
+/// as constants.
 pub const WGSL_HELPERS: &str = r#"
 fn erf_f32(x: f32) -> f32 {
     let a = abs(x);
@@ -317,14 +319,14 @@ fn pow_f32(a: f32, b: f32) -> f32 {
     if (b == 0.0) {
         return 1.0;
     }
-    if (a >= 0.0) {
-        if (a == 0.0) {
-            return select(0.0, bitcast<f32>(0x7f800000u), b < 0.0);
-        }
+    if (a == 0.0) {
+        return select(0.0, 1.0 / a, b < 0.0);
+    }
+    if (a > 0.0) {
         return pow(a, b);
     }
     if (b != round(b)) {
-        return bitcast<f32>(0x7fc00000u);
+        return sqrt(a);
     }
     let r = pow(-a, b);
     return select(r, -r, fract(b * 0.5) != 0.0);
