@@ -8,7 +8,9 @@
 //! output folds contiguous runs; when the kept dims hold it (`sum(0)`, column sums)
 //! whole rows are folded into a vector of accumulators, so memory is always read in
 //! order. Accumulation is in f64 (8 independent lanes for speed), which makes a sum
-//! of a million f32 values exact to f32 rounding without pairwise tricks.
+//! of a million f32 values exact to f32 rounding without pairwise tricks. Each
+//! output is folded by one thread in a fixed order, so results do not depend on the
+//! number of threads.
 //! As in PyTorch: an empty `dims` reduces everything, the sum of nothing is 0, the
 //! mean of nothing is NaN, the max of nothing is an error, and NaN propagates
 //! through `max` / `min`. Introduced in `lessons/03-tensors`.
@@ -327,11 +329,13 @@ impl Tensor {
     pub fn std(&self, dims: &[isize], correction: usize, keepdim: bool) -> Result<Tensor> {
         self.var(dims, correction, keepdim)?.sqrt()
     }
-    /// Index of the first maximum along `dim`, as f32 (NaN counts as the maximum).
+    /// Index of the first maximum along `dim`, as f32 (exact below 2^24; NaN counts
+    /// as the maximum, as torch's CPU argmax).
     pub fn argmax(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
         arg_extreme(self, "argmax", dim, keepdim, true)
     }
-    /// Index of the first minimum along `dim`, as f32 (NaN counts as the minimum).
+    /// Index of the first minimum along `dim`, as f32 (exact below 2^24; NaN counts
+    /// as the minimum).
     pub fn argmin(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
         arg_extreme(self, "argmin", dim, keepdim, false)
     }
