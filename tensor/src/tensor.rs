@@ -174,8 +174,9 @@ impl Tensor {
         if let Some(s) = self.contiguous_slice()? {
             return Ok(s.to_vec());
         }
-        let data = self.cpu_storage()?;
-        Ok(self.layout.offsets().map(|o| data[o]).collect())
+        let mut out = vec![0.0f32; self.numel()];
+        crate::ops::strided::copy_strided(self.cpu_storage()?, &self.layout, &mut out)?;
+        Ok(out)
     }
 
     /// The single value of a one-element tensor.

@@ -12,4 +12,5 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod softmax;
+pub mod strided;
 pub mod unary;

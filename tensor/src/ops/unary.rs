@@ -1,1 +1,439 @@
-//! (being written)
+//! Unary elementwise ops: `y[i] = f(x[i])`, same shape in and out, any layout in,
+//! contiguous out. `x: (..) -> (..)`.
+//!
+//! [`map`] is the kernel: it walks the input as strided runs (see
+//! [`super::strided`]) so contiguous and broadcast inputs run tight loops. Each
+//! [`UnaryOp`] carries its CPU function ([`UnaryOp::apply`]) and its WGSL expression
+//! ([`UnaryOp::wgsl`]), so an op is defined once for every backend. GELU uses the
+//! exact erf, as PyTorch does; [`erf`] is written here (max error 1.5 ulp, about
+//! 9e-8), and so is [`exp`] (1 ulp): both are branch-free and call no library
+//! function, so loops over them vectorise (exp, sigmoid, silu, gelu, softmax).
+//! Introduced in `lessons/03-tensors`.
+//!
+//! ```
+//! use tensor::Tensor;
+//! let x = Tensor::from_slice(&[-1.0, 0.0, 1.0], [3]).unwrap();
+//! let y = x.gelu().unwrap().to_vec().unwrap();
+//! assert!((y[2] - 0.841_344_7).abs() < 1e-6 && y[1] == 0.0);
+//! assert_eq!(x.relu().unwrap().to_vec().unwrap(), vec![0.0, 0.0, 1.0]);
+//! assert_eq!(x.affine(2.0, 1.0).unwrap().to_vec().unwrap(), vec![-1.0, 1.0, 3.0]);
+//! ```
+
+use crate::error::Result;
+use crate::ops::strided::{with_simd, StridedRuns};
+use crate::tensor::Tensor;
+
+/// Apply `f` to every element of `x`; the result is contiguous with `x`'s shape.
+/// The building block for every unary kernel (other modules reuse it).
+pub fn map(x: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Result<Tensor> {
+    map_with(x, f, false)
+}
+
+/// [`map`], with the inner loops compiled for AVX2 when `simd` (for `f` that
+/// captures nothing and is compute-bound: the [`UnaryOp`]s).
+fn map_with(x: &Tensor, f: impl Fn(f32) -> f32 + Sync, simd: bool) -> Result<Tensor> {
+    let src = x.cpu_storage()?;
+    let mut out = vec![0.0f32; x.numel()];
+    let runs = StridedRuns::new("map", [x.layout()])?;
+    let [st] = runs.inner_strides();
+    runs.fill(&mut out, |d, [o]| {
+        if simd {
+            with_simd(
+                #[inline(always)]
+                || map_run(&f, src, o, st, d),
+            )
+        } else {
+            map_run(&f, src, o, st, d)
+        }
+    });
+    Tensor::from_vec(out, x.shape().clone())
+}
+
+/// `d[i] = f(src[o + i * st])`, with tight loops for unit and zero strides.
+#[inline(always)]
+fn map_run(f: &impl Fn(f32) -> f32, src: &[f32], o: usize, st: usize, d: &mut [f32]) {
+    match st {
+        0 => d.fill(f(src[o])),
+        1 => {
+            let n = d.len();
+            for (v, &a) in d.iter_mut().zip(&src[o..o + n]) {
+                *v = f(a);
+            }
+        }
+        _ => {
+            for (i, v) in d.iter_mut().enumerate() {
+                *v = f(src[o + i * st]);
+            }
+        }
+    }
+}
+
+/// The unary ops, each with a CPU function and a WGSL expression in `x`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    Neg,
+    Exp,
+    Log,
+    Sqrt,
+    Tanh,
+    Sigmoid,
+    Silu,
+    /// Exact GELU: `x/2 * (1 + erf(x / sqrt 2))` (torch's default).
+    Gelu,
+    /// CLIP's `x * sigmoid(1.702 x)`.
+    QuickGelu,
+    Relu,
+    Abs,
+    Recip,
+    Sqr,
+    Sin,
+    Cos,
+}
+
+impl UnaryOp {
+    /// Every variant, for tests and backends that build one kernel per op.
+    pub const ALL: [UnaryOp; 15] = [
+        UnaryOp::Neg,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Sqrt,
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+        UnaryOp::Silu,
+        UnaryOp::Gelu,
+        UnaryOp::QuickGelu,
+        UnaryOp::Relu,
+        UnaryOp::Abs,
+        UnaryOp::Recip,
+        UnaryOp::Sqr,
+        UnaryOp::Sin,
+        UnaryOp::Cos,
+    ];
+
+    /// The PyTorch name of the op.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "neg",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Silu => "silu",
+            UnaryOp::Gelu => "gelu",
+            UnaryOp::QuickGelu => "quick_gelu",
+            UnaryOp::Relu => "relu",
+            UnaryOp::Abs => "abs",
+            UnaryOp::Recip => "reciprocal",
+            UnaryOp::Sqr => "square",
+            UnaryOp::Sin => "sin",
+            UnaryOp::Cos => "cos",
+        }
+    }
+
+    /// The CPU function (f32 in, f32 out; formulas as in PyTorch's CPU kernels).
+    #[inline(always)]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            UnaryOp::Neg => -x,
+            UnaryOp::Exp => exp(x),
+            UnaryOp::Log => x.ln(),
+            UnaryOp::Sqrt => x.sqrt(),
+            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::Sigmoid => 1.0 / (1.0 + exp(-x)),
+            UnaryOp::Silu => x / (1.0 + exp(-x)),
+            UnaryOp::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
+            UnaryOp::QuickGelu => x / (1.0 + exp(-1.702 * x)),
+            UnaryOp::Relu => {
+                if x > 0.0 || x.is_nan() {
+                    x
+                } else {
+                    0.0
+                }
+            }
+            UnaryOp::Abs => x.abs(),
+            UnaryOp::Recip => 1.0 / x,
+            UnaryOp::Sqr => x * x,
+            UnaryOp::Sin => x.sin(),
+            UnaryOp::Cos => x.cos(),
+        }
+    }
+
+    /// The op as a WGSL expression in the f32 variable `x`. It may call the functions
+    /// in [`WGSL_HELPERS`] (include them once per shader).
+    pub fn wgsl(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "-x",
+            UnaryOp::Exp => "exp(x)",
+            UnaryOp::Log => "log(x)",
+            UnaryOp::Sqrt => "sqrt(x)",
+            UnaryOp::Tanh => "tanh(x)",
+            UnaryOp::Sigmoid => "1.0 / (1.0 + exp(-x))",
+            UnaryOp::Silu => "x / (1.0 + exp(-x))",
+            UnaryOp::Gelu => "0.5 * x * (1.0 + erf_f32(x * 0.70710678118654752))",
+            UnaryOp::QuickGelu => "x / (1.0 + exp(-1.702 * x))",
+            UnaryOp::Relu => "max(x, 0.0)",
+            UnaryOp::Abs => "abs(x)",
+            UnaryOp::Recip => "1.0 / x",
+            UnaryOp::Sqr => "x * x",
+            UnaryOp::Sin => "sin(x)",
+            UnaryOp::Cos => "cos(x)",
+        }
+    }
+
+    /// Apply this op to every element of `x`.
+    pub fn map(self, x: &Tensor) -> Result<Tensor> {
+        // One arm per op so each closure is a constant op the compiler can inline.
+        macro_rules! dispatch {
+            ($($v:ident),*) => {
+                match self { $(UnaryOp::$v => map_with(x, #[inline(always)] |a| UnaryOp::$v.apply(a), true),)* }
+            };
+        }
+        dispatch!(
+            Neg, Exp, Log, Sqrt, Tanh, Sigmoid, Silu, Gelu, QuickGelu, Relu, Abs, Recip, Sqr, Sin,
+            Cos
+        )
+    }
+}
+
+// erf(x) for |x| < 0.875: x + x * P(x^2) (a near-minimax fit of erf(x)/x - 1).
+const ERF_SMALL: [f32; 6] = [
+    0.128_379_15,
+    -0.376_125_57,
+    0.112_825_245,
+    -0.026_793_96,
+    0.005_035_879_6,
+    -0.000_622_245_7,
+];
+// erf(x) for 0.875 <= |x| < 4: 1 - exp(Q(|x|)), Q a fit of ln(erfc(x)).
+const ERF_LARGE: [f32; 9] = [
+    0.000_294_265_4,
+    -1.130_131_5,
+    -0.631_995_4,
+    -0.109_925_11,
+    0.026_335_5,
+    -0.004_730_268,
+    0.000_590_712_24,
+    -4.535_422_7e-5,
+    1.602_471_8e-6,
+];
+
+/// `c[0] + x * (c[1] + x * (..))`.
+#[inline(always)]
+fn horner<const N: usize>(c: &[f32; N], x: f32) -> f32 {
+    c[..N - 1]
+        .iter()
+        .rev()
+        .fold(c[N - 1], |acc, &k| acc * x + k)
+}
+
+/// The error function in f32, max error 1.5 ulp (about 9e-8) against the exact value.
+/// Two polynomial fits (made for this crate by weighted least squares): a series in
+/// `x^2` near 0 and `1 - exp(Q(|x|))` further out; `|x| >= 4` rounds to +-1.
+/// Both branches are computed and one selected, so loops over it vectorise.
+/// NaN propagates.
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let small = x + x * horner(&ERF_SMALL, x * x);
+    let large = 1.0 - exp(horner(&ERF_LARGE, a.min(4.0)));
+    let large = if a >= 4.0 { 1.0 } else { large };
+    if a < 0.875 || a.is_nan() {
+        small
+    } else {
+        large.copysign(x)
+    }
+}
+
+// exp(r) = 1 + r + r^2 * P(r) on |r| <= ln(2)/2 (a near-minimax fit, rel. error 1e-8).
+const EXP_POLY: [f32; 6] = [
+    0.5,
+    0.166_666_73,
+    0.041_666_374,
+    0.008_331_312,
+    0.001_394_160_6,
+    0.000_212_349_48,
+];
+
+/// `e^x` in f32 within 1 ulp, written without branches or library calls so that
+/// loops over it vectorise (the softmax and activation kernels use it).
+/// `x = n ln2 + r` with `n` an integer (`r` split exactly, Cody-Waite), `e^r` from a
+/// polynomial, and `2^n` built from exponent bits in two halves so that results in
+/// the subnormal range round once. Overflows to `inf` above 88.72, underflows to 0.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_359_4; // 355/512: n * LN2_HI is exact for |n| <= 2^15
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: (t + ROUND) - ROUND rounds t
+    let xc = x.clamp(-104.0, 88.75);
+    let big = xc * std::f32::consts::LOG2_E + ROUND;
+    let n = big - ROUND;
+    // The integer n sits in the low mantissa bits of `big` (no float-to-int cast).
+    let ni = big.to_bits() as i32 - ROUND.to_bits() as i32;
+    let r = (xc - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0 + (r + r * r * horner(&EXP_POLY, r));
+    let (n1, n2) = (ni >> 1, ni - (ni >> 1));
+    let s1 = f32::from_bits(((n1 + 127) as u32) << 23);
+    let s2 = f32::from_bits(((n2 + 127) as u32) << 23);
+    let y = p * s1 * s2;
+    if x > 88.722_84 {
+        f32::INFINITY
+    } else {
+        y
+    }
+}
+
+/// WGSL helper functions the op snippets call: `erf_f32` (same fits as [`erf`]) and
+/// `pow_f32` (PyTorch's `pow`, which WGSL's `pow` leaves undefined for `x <= 0`).
+/// Infinities and NaN come from runtime `1 / 0` and `sqrt(-a)`: WGSL rejects them
+/// as constants.
+pub const WGSL_HELPERS: &str = r#"
+fn erf_f32(x: f32) -> f32 {
+    let a = abs(x);
+    if (a >= 4.0) {
+        return sign(x);
+    }
+    if (a >= 0.875) {
+        var q = 1.6024718e-6;
+        q = q * a - 4.5354227e-5;
+        q = q * a + 5.9071224e-4;
+        q = q * a - 4.730268e-3;
+        q = q * a + 2.63355e-2;
+        q = q * a - 1.0992511e-1;
+        q = q * a - 6.319954e-1;
+        q = q * a - 1.1301315;
+        q = q * a + 2.942654e-4;
+        return sign(x) * (1.0 - exp(q));
+    }
+    let s = x * x;
+    var p = -6.222457e-4;
+    p = p * s + 5.0358796e-3;
+    p = p * s - 2.679396e-2;
+    p = p * s + 1.12825245e-1;
+    p = p * s - 3.7612557e-1;
+    p = p * s + 1.2837915e-1;
+    return x + x * p;
+}
+
+fn pow_f32(a: f32, b: f32) -> f32 {
+    if (b == 0.0) {
+        return 1.0;
+    }
+    if (a == 0.0) {
+        return select(0.0, 1.0 / a, b < 0.0);
+    }
+    if (a > 0.0) {
+        return pow(a, b);
+    }
+    if (b != round(b)) {
+        return sqrt(a);
+    }
+    let r = pow(-a, b);
+    return select(r, -r, fract(b * 0.5) != 0.0);
+}
+"#;
+
+/// Tensor methods named as in PyTorch.
+impl Tensor {
+    /// Apply a [`UnaryOp`].
+    pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
+        op.map(self)
+    }
+    pub fn neg(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Neg)
+    }
+    pub fn exp(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Exp)
+    }
+    /// Natural logarithm.
+    pub fn log(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Log)
+    }
+    pub fn sqrt(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Sqrt)
+    }
+    pub fn tanh(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Tanh)
+    }
+    pub fn sigmoid(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Sigmoid)
+    }
+    /// `x * sigmoid(x)`.
+    pub fn silu(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Silu)
+    }
+    /// Exact (erf) GELU.
+    pub fn gelu(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Gelu)
+    }
+    /// `x * sigmoid(1.702 x)`.
+    pub fn quick_gelu(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::QuickGelu)
+    }
+    pub fn relu(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Relu)
+    }
+    pub fn abs(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Abs)
+    }
+    /// `1 / x`.
+    pub fn recip(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Recip)
+    }
+    /// `x * x`.
+    pub fn sqr(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Sqr)
+    }
+    pub fn sin(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Sin)
+    }
+    pub fn cos(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Cos)
+    }
+    /// The error function, elementwise.
+    pub fn erf(&self) -> Result<Tensor> {
+        map_with(self, erf, true)
+    }
+
+    /// `x * mul + add`.
+    pub fn affine(&self, mul: f32, add: f32) -> Result<Tensor> {
+        map(self, |x| x * mul + add)
+    }
+    /// `x + value`.
+    pub fn add_scalar(&self, value: f32) -> Result<Tensor> {
+        map(self, |x| x + value)
+    }
+    /// `x * value`.
+    pub fn mul_scalar(&self, value: f32) -> Result<Tensor> {
+        map(self, |x| x * value)
+    }
+    /// `x ^ exponent`, with PyTorch's exact fast paths for 2, 3, 0.5, -0.5, -1, -2.
+    pub fn powf(&self, exponent: f32) -> Result<Tensor> {
+        match exponent {
+            1.0 => map(self, |x| x),
+            2.0 => map(self, |x| x * x),
+            3.0 => map(self, |x| x * x * x),
+            0.5 => map(self, f32::sqrt),
+            -0.5 => map(self, |x| 1.0 / x.sqrt()),
+            -1.0 => map(self, |x| 1.0 / x),
+            -2.0 => map(self, |x| 1.0 / (x * x)),
+            e => map(self, |x| x.powf(e)),
+        }
+    }
+    /// `min(max(x, min), max)`; NaN stays NaN, and `min > max` gives `max` everywhere
+    /// (as `torch.clamp`).
+    pub fn clamp(&self, min: f32, max: f32) -> Result<Tensor> {
+        map(self, |x| {
+            if x.is_nan() {
+                x
+            } else {
+                let lo = if x < min { min } else { x };
+                if lo > max {
+                    max
+                } else {
+                    lo
+                }
+            }
+        })
+    }
+}
