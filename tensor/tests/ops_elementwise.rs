@@ -200,9 +200,10 @@ fn wgsl_snippets_name_their_variables_and_helpers_exist() {
     assert!(BinaryOp::Pow.wgsl().contains("pow_f32(") && WGSL_HELPERS.contains("fn pow_f32("));
 }
 
-/// Every WGSL snippet, wrapped in a function next to the helpers, must pass the
-/// validators of wgpu (naga, `cargo install naga-cli`) and Dawn (tint); a missing
-/// validator is reported, not silently passed.
+/// Every WGSL snippet, wrapped in a function next to the helpers, must pass wgpu's own
+/// front end and validator (the `naga` crate, in process, so this always runs). Where
+/// Dawn's `tint` is installed it must accept the module too (it is stricter about
+/// constant inf/NaN); its absence is printed, and naga's check still stands.
 #[test]
 fn wgsl_snippets_validate_with_naga_and_tint() {
     use std::process::Command;
@@ -236,24 +237,33 @@ fn wgsl_snippets_validate_with_naga_and_tint() {
     src +=
         "@compute @workgroup_size(64)\nfn main(@builtin(global_invocation_id) id: vec3<u32>) {\n";
     src += &format!("    var v = buf[id.x];\n{body}    buf[id.x] = v;\n}}\n");
+    let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| {
+        panic!(
+            "naga cannot parse the snippets:\n{}\n{src}",
+            e.emit_to_string(&src)
+        )
+    });
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::empty(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("naga rejects the snippets: {e:?}\n{src}"));
     let dir = std::env::temp_dir();
     let path = dir.join(format!("ops_wgsl_{}.wgsl", std::process::id()));
     let tint_out = dir.join(format!("ops_wgsl_{}_tint.wgsl", std::process::id()));
     std::fs::write(&path, &src).unwrap();
-    let mut checked = 0;
-    for (tool, args) in [
-        ("naga", vec![path.as_os_str()]),
-        (
-            "tint",
-            vec![
-                path.as_os_str(),
-                "--format".as_ref(),
-                "wgsl".as_ref(),
-                "-o".as_ref(),
-                tint_out.as_os_str(),
-            ],
-        ),
-    ] {
+    let mut checked = 1; // naga, above
+    for (tool, args) in [(
+        "tint",
+        vec![
+            path.as_os_str(),
+            "--format".as_ref(),
+            "wgsl".as_ref(),
+            "-o".as_ref(),
+            tint_out.as_os_str(),
+        ],
+    )] {
         let Ok(out) = Command::new(tool).args(&args).output() else {
             eprintln!("skipped {tool}: not installed, WGSL not validated by it");
             continue;
@@ -268,7 +278,7 @@ fn wgsl_snippets_validate_with_naga_and_tint() {
     }
     let _ = std::fs::remove_file(&path);
     let _ = std::fs::remove_file(&tint_out);
-    eprintln!("WGSL snippets validated by {checked} of 2 validators");
+    eprintln!("WGSL snippets validated by {checked} of 2 validators (naga crate, tint)");
 }
 
 #[test]
