@@ -1,0 +1,535 @@
+//! The matmul ladder against the naive rung (and the naive rung against an f64
+//! reference), on odd sizes and transposed, sliced and strided views; then
+//! `Tensor::matmul` with batches, broadcasting, vectors, views and bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use proptest::prelude::*;
+use tensor::matmul::{self, blocked, naive, parallel, reorder, simd, MatRef};
+use tensor::{Tensor, TensorError};
+
+// ---- helpers -----------------------------------------------------------------------
+
+/// Deterministic values in [-1, 1) from a seed (a 64-bit LCG; tests need no `Rng`).
+fn values(seed: u64, len: usize) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// How a `rows x cols` matrix sits in its buffer.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// Row-major, no gaps.
+    RowMajor,
+    /// Column-major: the transpose of a row-major `cols x rows` buffer.
+    Transposed,
+    /// Narrowed out of a bigger row-major matrix: an offset and a row stride > cols.
+    Sliced,
+    /// Every element `(i, j)` at `1 + 3*j + (3*cols + 2)*i`: both strides > 1.
+    Strided,
+}
+
+fn kinds() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        Just(Kind::RowMajor),
+        Just(Kind::Transposed),
+        Just(Kind::Sliced),
+        Just(Kind::Strided)
+    ]
+}
+
+/// A buffer plus the view parameters of a `rows x cols` matrix laid out as `kind`.
+struct Mat {
+    data: Vec<f32>,
+    offset: usize,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl Mat {
+    fn new(kind: Kind, rows: usize, cols: usize, seed: u64) -> Mat {
+        let (offset, rs, cs, len) = match kind {
+            Kind::RowMajor => (0, cols, 1, rows * cols),
+            Kind::Transposed => (0, 1, rows, rows * cols),
+            // A (rows + 3) x (cols + 5) matrix, narrowed to rows 2.., cols 3...
+            Kind::Sliced => (2 * (cols + 5) + 3, cols + 5, 1, (rows + 3) * (cols + 5)),
+            Kind::Strided => (1, 3 * cols + 2, 3, 1 + (3 * cols + 2) * rows + 1),
+        };
+        Mat {
+            data: values(seed, len.max(1)),
+            offset,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+
+    fn view(&self) -> MatRef<'_> {
+        MatRef::new(
+            &self.data,
+            self.offset,
+            self.rows,
+            self.cols,
+            self.rs,
+            self.cs,
+        )
+        .unwrap()
+    }
+}
+
+/// The product in f64 from the views, plus `sum_p |a_ip| |b_pj|` per element (the
+/// scale of the rounding error any f32 summation order can make).
+fn reference(a: MatRef<'_>, b: MatRef<'_>) -> (Vec<f64>, Vec<f64>) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let mut c = vec![0.0f64; m * n];
+    let mut scale = vec![0.0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            for p in 0..k {
+                let (x, y) = (a.at(i, p) as f64, b.at(p, j) as f64);
+                c[i * n + j] += x * y;
+                scale[i * n + j] += (x * y).abs();
+            }
+        }
+    }
+    (c, scale)
+}
+
+/// `got` within the worst-case f32 summation error of the exact product: any order of
+/// k additions (with or without fused multiply-adds) errs by at most
+/// `k * eps * sum |a||b|` (to first order), so this bound cannot fail for a correct
+/// kernel, while a missing, doubled or misplaced term is far outside it.
+fn assert_close(name: &str, got: &[f32], exact: &(Vec<f64>, Vec<f64>), k: usize) {
+    assert_eq!(got.len(), exact.0.len(), "{name}: length");
+    let eps = f32::EPSILON as f64;
+    for (idx, (&g, (&e, &s))) in got.iter().zip(exact.0.iter().zip(&exact.1)).enumerate() {
+        let tol = 1.01 * (k as f64 + 1.0) * eps * s + 1e-30;
+        assert!(
+            (g as f64 - e).abs() <= tol,
+            "{name}: element {idx}: got {g}, exact {e}, tolerance {tol}"
+        );
+    }
+}
+
+type Rung = fn(MatRef<'_>, MatRef<'_>, &mut [f32]);
+
+fn parallel_three_threads(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32]) {
+    parallel::gemm_with(simd::Kernel::detect(), 3, a, b, c);
+}
+
+const RUNGS: [(&str, Rung); 8] = [
+    ("naive", naive::gemm),
+    ("reorder", reorder::gemm),
+    ("blocked", blocked::gemm),
+    ("simd", simd::gemm),
+    ("simd_portable", simd::gemm_portable),
+    ("parallel", parallel::gemm),
+    ("parallel_3_blocks", parallel_three_threads),
+    ("gemm (dispatch)", matmul::gemm),
+];
+
+/// Run every rung on `a * b` into a NaN-filled C (so an unwritten element shows),
+/// checking naive against the f64 reference, reorder and blocked bit-equal to naive,
+/// and every rung within rounding of the exact product.
+fn check_all_rungs(a: MatRef<'_>, b: MatRef<'_>) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let exact = reference(a, b);
+    let mut naive_c = vec![f32::NAN; m * n];
+    naive::gemm(a, b, &mut naive_c);
+    for (name, rung) in RUNGS {
+        let mut c = vec![f32::NAN; m * n];
+        rung(a, b, &mut c);
+        assert_close(name, &c, &exact, k);
+        if name == "reorder" || name == "blocked" {
+            // Same order of additions per element: identical bits.
+            let same = c
+                .iter()
+                .zip(&naive_c)
+                .all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{name} differs from naive in some bit ({m}x{k}x{n})");
+        }
+    }
+    let mut c = vec![f32::NAN; m * n];
+    matmul::try_gemm(a, b, &mut c).unwrap();
+    assert_close("try_gemm", &c, &exact, k);
+}
+
+/// Sizes that stress the edges: 0, 1, primes, and neighbours of the tile sizes
+/// (MR = 6, NR = 16, MC = 120, KC = 256, blocked MB = 64, KB = 128).
+fn odd_size() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        prop::sample::select(vec![0usize, 1, 2, 3, 5, 6, 7, 13, 15, 16, 17, 31, 37, 65]),
+        0usize..48,
+    ]
+}
+
+fn big_size() -> impl Strategy<Value = usize> {
+    prop::sample::select(vec![119usize, 121, 127, 129, 130, 255, 257, 263])
+}
+
+// ---- the ladder --------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn every_rung_matches_naive_on_odd_sizes_and_layouts(
+        m in odd_size(), k in odd_size(), n in odd_size(),
+        ka in kinds(), kb in kinds(), seed in any::<u64>(),
+    ) {
+        let a = Mat::new(ka, m, k, seed);
+        let b = Mat::new(kb, k, n, seed ^ 0x9e37_79b9);
+        check_all_rungs(a.view(), b.view());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Sizes past MC (rows), KC (depth) and the blocked tiles, so several packed
+    /// panels and row blocks are visited, and the first panel's store vs later adds.
+    #[test]
+    fn every_rung_matches_naive_across_panel_edges(
+        m in big_size(), k in big_size(), n in odd_size(),
+        ka in kinds(), kb in kinds(), seed in any::<u64>(),
+    ) {
+        let a = Mat::new(ka, m, k, seed);
+        let b = Mat::new(kb, k, n, seed.wrapping_add(7));
+        check_all_rungs(a.view(), b.view());
+    }
+}
+
+#[test]
+fn wide_b_crosses_the_nc_panel_edge() {
+    // n = 3100 > NC = 3072: two column panels of B.
+    for (ka, kb) in [
+        (Kind::RowMajor, Kind::RowMajor),
+        (Kind::Sliced, Kind::Transposed),
+    ] {
+        let a = Mat::new(ka, 7, 9, 1);
+        let b = Mat::new(kb, 9, simd::NC + 28, 2);
+        check_all_rungs(a.view(), b.view());
+    }
+}
+
+#[test]
+fn broadcast_rows_with_stride_zero() {
+    // Stride-0 views (a broadcast row of A, a broadcast column of B) are valid MatRefs.
+    let row = values(3, 11);
+    let a = MatRef::new(&row, 0, 9, 11, 0, 1).unwrap();
+    let col = values(4, 11);
+    let b = MatRef::new(&col, 0, 11, 20, 1, 0).unwrap();
+    check_all_rungs(a, b);
+}
+
+#[test]
+fn empty_inner_dim_gives_zeros_in_every_rung() {
+    let a = Mat::new(Kind::RowMajor, 4, 0, 1);
+    let b = Mat::new(Kind::RowMajor, 0, 5, 2);
+    for (name, rung) in RUNGS {
+        let mut c = vec![f32::NAN; 20];
+        rung(a.view(), b.view(), &mut c);
+        assert!(c.iter().all(|&x| x == 0.0), "{name}: {c:?}");
+    }
+}
+
+#[test]
+fn known_product() {
+    // [[1, 2, 3], [4, 5, 6]] @ [[7, 8], [9, 10], [11, 12]] = [[58, 64], [139, 154]]
+    let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+    let b = [7.0, 8.0, 9.0, 10.0, 11.0, 12.0];
+    for (name, rung) in RUNGS {
+        let mut c = [0.0; 4];
+        rung(
+            MatRef::row_major(&a, 2, 3).unwrap(),
+            MatRef::row_major(&b, 3, 2).unwrap(),
+            &mut c,
+        );
+        assert_eq!(c, [58.0, 64.0, 139.0, 154.0], "{name}");
+    }
+}
+
+#[test]
+fn try_gemm_rejects_a_broken_contract() {
+    let a = [1.0; 6];
+    let am = MatRef::row_major(&a, 2, 3).unwrap();
+    let mut c = [0.0; 4];
+    // Inner dims: A is 2 x 3, B (= A) is 2 x 3.
+    let err = matmul::try_gemm(am, am, &mut c).unwrap_err();
+    assert!(err.to_string().contains("inner dimensions differ"), "{err}");
+    // C of the wrong size.
+    let mut c3 = [0.0; 3];
+    let err = matmul::try_gemm(am, am.t(), &mut c3).unwrap_err();
+    assert!(err.to_string().contains("C has 3 elements"), "{err}");
+    // A view that reads past its buffer (fields are public, so one can be built).
+    let bad = MatRef { rows: 3, ..am };
+    assert!(matmul::try_gemm(bad, am.t(), &mut [0.0; 6]).is_err());
+    assert!(MatRef::new(&a, 1, 2, 3, 3, 1).is_err());
+    assert!(MatRef::new(&a, 0, 2, 3, usize::MAX, 1).is_err());
+    assert!(MatRef::row_major(&a, 4, 2).is_err());
+}
+
+#[test]
+fn kernel_names() {
+    assert_eq!(simd::Kernel::portable().name(), "portable");
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        assert_eq!(simd::Kernel::detect().name(), "avx2+fma");
+    }
+}
+
+// ---- Tensor::matmul ----------------------------------------------------------------
+
+/// torch.matmul on plain row-major data, written independently of the library.
+fn ref_matmul(ad: &[usize], av: &[f32], bd: &[usize], bv: &[f32]) -> (Vec<usize>, Vec<f32>) {
+    let mut ad2 = ad.to_vec();
+    let mut bd2 = bd.to_vec();
+    if ad.len() == 1 {
+        ad2.insert(0, 1);
+    }
+    if bd.len() == 1 {
+        bd2.push(1);
+    }
+    let (m, k) = (ad2[ad2.len() - 2], ad2[ad2.len() - 1]);
+    let n = bd2[bd2.len() - 1];
+    let (ab, bb) = (&ad2[..ad2.len() - 2], &bd2[..bd2.len() - 2]);
+    let rank = ab.len().max(bb.len());
+    let pad = |d: &[usize]| {
+        let mut v = vec![1; rank - d.len()];
+        v.extend_from_slice(d);
+        v
+    };
+    let (ab, bb) = (pad(ab), pad(bb));
+    let batch: Vec<usize> = ab
+        .iter()
+        .zip(&bb)
+        .map(|(&x, &y)| if x == 1 { y } else { x })
+        .collect();
+    let count: usize = batch.iter().product();
+    let mut out = Vec::with_capacity(count * m * n);
+    for flat in 0..count {
+        // Unravel `flat` over `batch`, then ravel into each operand (size-1 dims -> 0).
+        let (mut rem, mut ai, mut bi) = (flat, 0, 0);
+        let (mut astride, mut bstride) = (1, 1);
+        for d in (0..rank).rev() {
+            let idx = rem % batch[d];
+            rem /= batch[d];
+            ai += if ab[d] == 1 { 0 } else { idx * astride };
+            bi += if bb[d] == 1 { 0 } else { idx * bstride };
+            astride *= ab[d];
+            bstride *= bb[d];
+        }
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = 0.0f64;
+                for p in 0..k {
+                    acc += av[ai * m * k + i * k + p] as f64 * bv[bi * k * n + p * n + j] as f64;
+                }
+                out.push(acc as f32);
+            }
+        }
+    }
+    let mut dims = batch;
+    if ad.len() > 1 {
+        dims.push(m);
+    }
+    if bd.len() > 1 {
+        dims.push(n);
+    }
+    (dims, out)
+}
+
+fn assert_matmul_matches(a: &Tensor, b: &Tensor) {
+    let got = a.matmul(b).unwrap();
+    let (dims, want) = ref_matmul(
+        a.dims(),
+        &a.to_vec().unwrap(),
+        b.dims(),
+        &b.to_vec().unwrap(),
+    );
+    assert_eq!(got.dims(), &dims[..], "{:?} @ {:?}", a.dims(), b.dims());
+    let k = *a.dims().last().unwrap();
+    for (g, w) in got.to_vec().unwrap().iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-5 * (1.0 + k as f32), "{g} vs {w}");
+    }
+}
+
+fn tensor(dims: &[usize], seed: u64) -> Tensor {
+    let n = dims.iter().product();
+    Tensor::from_vec(values(seed, n), dims.to_vec()).unwrap()
+}
+
+#[test]
+fn matmul_2d_known_values() {
+    let a = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [2, 3]).unwrap();
+    let b = Tensor::from_vec(vec![7.0, 8.0, 9.0, 10.0, 11.0, 12.0], [3, 2]).unwrap();
+    let c = a.matmul(&b).unwrap();
+    assert_eq!(c.dims(), &[2, 2]);
+    assert_eq!(c.to_vec().unwrap(), vec![58.0, 64.0, 139.0, 154.0]);
+    // a @ a^T through a transposed view (no copy).
+    let g = a.matmul(&a.t().unwrap()).unwrap();
+    assert_eq!(g.to_vec().unwrap(), vec![14.0, 32.0, 32.0, 77.0]);
+}
+
+#[test]
+fn matmul_vectors() {
+    let v = Tensor::from_vec(vec![1.0, 2.0, 3.0], [3]).unwrap();
+    let dot = v.matmul(&v).unwrap();
+    assert_eq!(dot.dims(), &[] as &[usize]);
+    assert_eq!(dot.to_scalar().unwrap(), 14.0);
+    let m = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [3, 2]).unwrap();
+    let vm = v.matmul(&m).unwrap(); // (3) @ (3, 2) -> (2)
+    assert_eq!(vm.dims(), &[2]);
+    assert_eq!(vm.to_vec().unwrap(), vec![22.0, 28.0]);
+    let mv = m.t().unwrap().matmul(&v).unwrap(); // (2, 3) @ (3) -> (2)
+    assert_eq!(mv.to_vec().unwrap(), vec![22.0, 28.0]);
+    // Batched with vectors on either side.
+    assert_matmul_matches(&tensor(&[4], 1), &tensor(&[2, 3, 4, 5], 2));
+    assert_matmul_matches(&tensor(&[2, 3, 4, 5], 3), &tensor(&[5], 4));
+}
+
+#[test]
+fn matmul_batched_and_broadcast() {
+    let cases: &[(&[usize], &[usize])] = &[
+        (&[3, 4, 5], &[3, 5, 2]),
+        (&[3, 4, 5], &[5, 2]),
+        (&[4, 5], &[3, 5, 2]),
+        (&[2, 1, 3, 4], &[5, 4, 2]),
+        (&[1, 6, 4], &[7, 1, 4, 3]),
+        (&[0, 4, 5], &[5, 2]),
+        (&[2, 0, 5], &[2, 5, 3]),
+        (&[2, 4, 0], &[2, 0, 3]),
+        (&[40, 9, 7], &[40, 7, 11]), // many small matrices: the parallel batch path
+        (&[2, 70, 130], &[130, 90]), // large enough for the threaded gemm
+    ];
+    for (i, (ad, bd)) in cases.iter().enumerate() {
+        assert_matmul_matches(&tensor(ad, i as u64), &tensor(bd, 100 + i as u64));
+    }
+}
+
+#[test]
+fn matmul_folds_a_batch_against_a_shared_matrix() {
+    // (3, 4, 5) narrowed out of (3, 4, 7): rows step by 7 and batches by 28 = 4 * 7, so
+    // the batch is one 12 x 5 matrix with row stride 7 (the single-gemm path) ...
+    let x = tensor(&[3, 4, 7], 1).narrow(-1, 1, 5).unwrap();
+    let w = tensor(&[5, 6], 2);
+    assert_matmul_matches(&x, &w);
+    assert_matmul_matches(&x, &w.unsqueeze(0).unwrap()); // (1, 5, 6): still shared
+                                                         // ... while a batch narrowed in its row dim does not merge (the per-matrix path).
+    let y = tensor(&[3, 6, 5], 3).narrow(1, 1, 4).unwrap();
+    assert_matmul_matches(&y, &w);
+    // A broadcast lhs (stride 0 over the batch) does not merge either.
+    let z = tensor(&[1, 4, 5], 4).broadcast_as([3, 4, 5]).unwrap();
+    assert_matmul_matches(&z, &w);
+}
+
+#[test]
+fn matmul_zero_inner_dim_is_zeros() {
+    let c = Tensor::zeros([2, 0])
+        .matmul(&Tensor::zeros([0, 3]))
+        .unwrap();
+    assert_eq!(c.dims(), &[2, 3]);
+    assert_eq!(c.to_vec().unwrap(), vec![0.0; 6]);
+}
+
+#[test]
+fn matmul_errors() {
+    let s = Tensor::scalar(2.0);
+    let m = tensor(&[2, 3], 1);
+    for (a, b) in [(&s, &m), (&m, &s)] {
+        let err = a.matmul(b).unwrap_err();
+        assert!(
+            matches!(err, TensorError::Invalid { op: "matmul", .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("at least 1 dim"), "{err}");
+    }
+    let err = m.matmul(&m).unwrap_err();
+    assert!(err.to_string().contains("inner dimensions differ"), "{err}");
+    assert!(err.to_string().contains("[2, 3] @ [2, 3]"), "{err}");
+    let err = tensor(&[4], 2).matmul(&tensor(&[5], 3)).unwrap_err();
+    assert!(err.to_string().contains("inner dimensions differ"), "{err}");
+    let err = tensor(&[2, 2, 3], 4)
+        .matmul(&tensor(&[3, 3, 2], 5))
+        .unwrap_err();
+    match err {
+        TensorError::Broadcast { lhs, rhs, .. } => {
+            assert_eq!((lhs, rhs), (vec![2, 2, 3], vec![3, 3, 2]));
+        }
+        other => panic!("expected a broadcast error, got {other}"),
+    }
+}
+
+/// A view of `dims` in one of several layouts: contiguous, the last two dims
+/// transposed, narrowed out of a bigger tensor, batch dims permuted, or broadcast
+/// from a size-1 batch dim.
+fn view_of(dims: &[usize], layout: u8, seed: u64) -> Tensor {
+    let r = dims.len();
+    match layout % 5 {
+        1 if r >= 2 => {
+            let mut d = dims.to_vec();
+            d.swap(r - 2, r - 1);
+            tensor(&d, seed).transpose(-2, -1).unwrap()
+        }
+        2 => {
+            let mut d = dims.to_vec();
+            d[r - 1] += 3;
+            if r == 1 {
+                return tensor(&d, seed).narrow(0, 2, dims[0]).unwrap();
+            }
+            d[0] += 2;
+            let t = tensor(&d, seed).narrow(-1, 2, dims[r - 1]).unwrap();
+            t.narrow(0, 1, dims[0]).unwrap()
+        }
+        3 if r >= 3 => {
+            let mut d = dims.to_vec();
+            d.swap(0, 1);
+            tensor(&d, seed).transpose(0, 1).unwrap()
+        }
+        4 if r >= 3 => {
+            let mut d = dims.to_vec();
+            d[0] = 1;
+            tensor(&d, seed).broadcast_as(dims.to_vec()).unwrap()
+        }
+        _ => tensor(dims, seed),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn matmul_matches_reference_on_views(
+        lb in prop::collection::vec(prop::sample::select(vec![1usize, 2, 3]), 0..3),
+        rb in prop::collection::vec(prop::sample::select(vec![1usize, 2, 3]), 0..3),
+        m in 0usize..9, k in 0usize..9, n in 0usize..9,
+        lvec in any::<bool>(), rvec in any::<bool>(),
+        ll in 0u8..5, rl in 0u8..5, seed in any::<u64>(),
+    ) {
+        // Make the batch dims broadcastable: where both have a dim, copy lhs's or use 1.
+        let mut rb = rb;
+        for i in 0..lb.len().min(rb.len()) {
+            let (l, r) = (lb[lb.len() - 1 - i], rb.len() - 1 - i);
+            if rb[r] != l && rb[r] != 1 && l != 1 {
+                rb[r] = l;
+            }
+        }
+        // A vector operand only when it has no batch dims (torch allows 1-D only).
+        let ad = if lvec && lb.is_empty() { vec![k] } else { [&lb[..], &[m, k]].concat() };
+        let bd = if rvec && rb.is_empty() { vec![k] } else { [&rb[..], &[k, n]].concat() };
+        let a = view_of(&ad, ll, seed);
+        let b = view_of(&bd, rl, seed.wrapping_add(1));
+        assert_matmul_matches(&a, &b);
+    }
+}
