@@ -11,7 +11,8 @@
 //!    of C with unit stride and the compiler vectorises it.
 //! 3. [`blocked`]: cache blocking: work on tiles of A, B and C that stay in cache.
 //! 4. [`simd`]: pack panels of A and B into contiguous slivers, then a register-blocked
-//!    AVX2+FMA micro-kernel (with a portable fallback) computes a 6 x 16 tile of C.
+//!    micro-kernel ([`kernels`]: AVX-512F 6 x 32, AVX2+FMA 6 x 16, or portable)
+//!    computes a tile of C in registers.
 //! 5. [`parallel`]: the SIMD rung with row blocks of C spread over rayon threads.
 //!
 //! [`gemm`] is the one entry point every other kernel (conv2d, attention, linear
@@ -31,6 +32,7 @@
 //! ```
 
 pub mod blocked;
+pub mod kernels;
 pub mod naive;
 pub mod parallel;
 pub mod reorder;
@@ -192,8 +194,9 @@ pub fn check_gemm(a: &MatRef<'_>, b: &MatRef<'_>, c_len: usize) -> Result<()> {
 /// Problems below this many multiply-adds (`m * n * k`) skip packing and use the
 /// reordered loops; packing costs more than it saves on tiny matrices.
 const SMALL_WORK: usize = 16 * 16 * 16;
-/// Problems above this many multiply-adds are worth spreading over threads.
-const PARALLEL_WORK: usize = 64 * 64 * 64;
+/// Problems above this many multiply-adds are worth spreading over threads (measured:
+/// at 64^3 waking a second thread costs more than it saves, at 128^3 it pays).
+const PARALLEL_WORK: usize = 100 * 100 * 100;
 
 /// C = A * B with `c` a contiguous row-major `a.rows x b.cols` buffer (overwritten),
 /// using the fastest rung for the size: reordered loops for tiny problems, the packed

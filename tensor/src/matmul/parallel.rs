@@ -30,7 +30,8 @@
 
 use rayon::prelude::*;
 
-use super::simd::{self, macro_kernel, pack_b, Kernel, KC, MC, MR, NC, NR};
+use super::simd::{self, aligned_buffer, bpack_len, macro_kernel, pack_b, Kernel, MC, MR};
+use super::simd::{KC, NC};
 use super::MatRef;
 
 /// C = A * B with packing, the fastest micro-kernel, and rayon threads over row blocks
@@ -56,33 +57,34 @@ pub fn gemm_with(kernel: Kernel, threads: usize, a: MatRef<'_>, b: MatRef<'_>, c
         return simd::gemm_with(kernel, a, b, c);
     }
     if m.div_ceil(MR) < 2 * threads {
-        if n >= 2 * NR * threads {
+        if n >= 2 * kernel.nr() * threads {
             return column_strips(kernel, threads, a, b, c);
         }
         return simd::gemm_with(kernel, a, b, c);
     }
     let mb = block_rows(m, threads);
     let c = &mut c[..m * n];
-    let mut bpack = vec![0.0f32; KC.min(k) * NC.min(n.next_multiple_of(NR))];
+    let nr = kernel.nr();
+    let (mut bbuf, boff) = aligned_buffer(bpack_len(kernel, k, n));
+    let bpack = &mut bbuf[boff..];
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
-            pack_b(b, pc, kc, jc, nc, &mut bpack);
-            let bpack = &bpack[..];
+            pack_b(b, (pc, kc), (jc, nc), nr, bpack);
+            let bpack = &*bpack;
             c.par_chunks_mut(mb * n).enumerate().for_each_init(
-                || vec![0.0f32; mb * kc],
-                |apack, (blk, c_rows)| {
-                    let ic = blk * mb;
+                || aligned_buffer(mb * kc),
+                |(abuf, aoff), (blk, c_rows)| {
                     let mc = c_rows.len() / n;
                     macro_kernel(
                         kernel,
                         a,
-                        (ic, mc),
+                        (blk * mb, mc),
                         (pc, kc),
                         (jc, nc),
                         bpack,
-                        apack,
+                        &mut abuf[*aoff..],
                         c_rows,
                         n,
                     );
@@ -97,7 +99,7 @@ pub fn gemm_with(kernel: Kernel, threads: usize, a: MatRef<'_>, b: MatRef<'_>, c
 /// is `m * n` floats against `m * n * k` multiply-adds.
 fn column_strips(kernel: Kernel, threads: usize, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32]) {
     let (m, n) = (a.rows, b.cols);
-    let w = n.div_ceil(threads).next_multiple_of(NR);
+    let w = n.div_ceil(threads).next_multiple_of(kernel.nr());
     let starts: Vec<usize> = (0..n).step_by(w).collect();
     let strips: Vec<(usize, usize, Vec<f32>)> = starts
         .into_par_iter()
