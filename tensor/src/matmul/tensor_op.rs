@@ -11,6 +11,10 @@
 //! No operand is copied: each matrix of a batch is handed to [`gemm`] as a
 //! [`MatRef`] with the tensor's own strides and an offset computed from its batch
 //! index (a broadcast batch dim has stride 0, so the same matrix is read again).
+//! When every batch shares one rhs matrix and the lhs batch steps through memory as
+//! one long matrix (a linear layer: `(B, T, C) @ (C, N)`), the whole batch is a
+//! single `(B*T) x C` gemm, so B is packed once. Small matrices in a big batch are
+//! spread over threads one matrix each.
 //!
 //! ```
 //! use tensor::Tensor;
