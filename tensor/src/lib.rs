@@ -22,3 +22,8 @@ pub use random::Rng;
 pub use shape::Shape;
 pub use storage::Storage;
 pub use tensor::Tensor;
+
+/// The root README's tour, compiled and run as a doctest so it stays true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeTour;
