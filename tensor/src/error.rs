@@ -1,7 +1,7 @@
 //! The tensor crate's one error type. Every message names the op and the shapes,
 //! dims, keys or paths involved, so a caller can tell what went wrong and where.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Errors from tensor construction, views, ops and I/O.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +67,22 @@ impl TensorError {
         TensorError::Invalid {
             op,
             msg: msg.into(),
+        }
+    }
+
+    /// Shorthand for [`TensorError::Format`].
+    pub fn format(path: &Path, msg: impl Into<String>) -> Self {
+        TensorError::Format {
+            path: path.to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+
+    /// Shorthand for [`TensorError::Io`].
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        TensorError::Io {
+            path: path.to_path_buf(),
+            source,
         }
     }
 }

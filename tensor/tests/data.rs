@@ -2,11 +2,14 @@
 //! `apt-get install dataset-fashion-mnist`, as CI does), batching and shuffling.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::OnceLock;
 
+use common::Lcg;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
@@ -15,18 +18,6 @@ use tensor::data::fashion_mnist::{load_split, resolve_dir, DirSource, DEFAULT_DI
 use tensor::data::idx::{parse_idx, read_idx};
 use tensor::data::{randperm, shuffle, Batches, FashionMnist, ImageDataset, Split, CLASS_NAMES};
 use tensor::{Rng, TensorError};
-
-/// A 64-bit LCG (Knuth's MMIX constants), top 53 bits as the draw.
-struct Lcg(u64);
-impl Rng for Lcg {
-    fn uniform(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// Draws from a fixed list (to check how draws map to swaps).
 struct Scripted(Vec<f64>, usize);
@@ -286,7 +277,7 @@ fn real_tensors_are_scaled_and_padded() {
 #[test]
 fn a_shuffled_epoch_visits_every_index_once() {
     let train = &real().train;
-    let mut rng = Lcg(42);
+    let mut rng = Lcg::new(42);
     let batches = Batches::new(train, 256).unwrap().shuffled(&mut rng);
     assert_eq!(batches.len(), 235); // 234 full + one of 96
     let order = batches.order().to_vec();
@@ -353,13 +344,19 @@ fn fisher_yates_maps_each_draw_to_floor_u_times_i_plus_one() {
 
 #[test]
 fn shuffles_are_deterministic_and_uniform() {
-    assert_eq!(randperm(50, &mut Lcg(7)), randperm(50, &mut Lcg(7)));
-    assert_ne!(randperm(50, &mut Lcg(7)), randperm(50, &mut Lcg(8)));
-    let mut p = randperm(1009, &mut Lcg(3));
+    assert_eq!(
+        randperm(50, &mut Lcg::new(7)),
+        randperm(50, &mut Lcg::new(7))
+    );
+    assert_ne!(
+        randperm(50, &mut Lcg::new(7)),
+        randperm(50, &mut Lcg::new(8))
+    );
+    let mut p = randperm(1009, &mut Lcg::new(3));
     p.sort_unstable();
     assert_eq!(p, (0..1009).collect::<Vec<_>>());
     // All 6 orders of 3 items, each near 1/6 of 60,000 shuffles (sd ~ 91).
-    let mut rng = Lcg(11);
+    let mut rng = Lcg::new(11);
     let mut counts = std::collections::HashMap::new();
     for _ in 0..60000 {
         *counts.entry(randperm(3, &mut rng)).or_insert(0usize) += 1;
@@ -387,7 +384,7 @@ fn index_batches_cover_odd_sizes() {
         }
     }
     assert!(IndexBatches::sequential(5, 0, false).is_err());
-    let s: HashSet<usize> = IndexBatches::shuffled(20, 6, false, &mut Lcg(1))
+    let s: HashSet<usize> = IndexBatches::shuffled(20, 6, false, &mut Lcg::new(1))
         .unwrap()
         .flatten()
         .collect();

@@ -1,6 +1,7 @@
 //! Safetensors, dtype conversion, PNG I/O and atomic writes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
 #[path = "io/images.rs"]
 mod images;
 
@@ -14,26 +15,21 @@ use tensor::io::{
 };
 use tensor::{Tensor, TensorError};
 
+use common::Fill;
+
 /// Deterministic values in [-4, 4) with a few specials mixed in.
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|i| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let u = (s >> 40) as f32 / (1u64 << 24) as f32;
-            match i % 17 {
-                3 => 0.0,
-                5 => -0.0,
-                7 => 1e-30,    // f16 flushes to 0, bf16 keeps it
-                11 => 70000.0, // beyond f16's max: inf
-                _ => u * 8.0 - 4.0,
-            }
-        })
-        .collect()
+    let mut v = Fill::Uniform(4.0).values(n, seed);
+    for (i, x) in v.iter_mut().enumerate() {
+        match i % 17 {
+            3 => *x = 0.0,
+            5 => *x = -0.0,
+            7 => *x = 1e-30,    // f16 flushes to 0, bf16 keeps it
+            11 => *x = 70000.0, // beyond f16's max: inf
+            _ => {}
+        }
+    }
+    v
 }
 
 fn temp() -> tempfile::TempDir {

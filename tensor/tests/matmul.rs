@@ -3,30 +3,20 @@
 //! `Tensor::matmul` with batches, broadcasting, vectors, views and bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::values;
 use proptest::prelude::*;
 use tensor::matmul::kernels::Kernel;
 use tensor::matmul::{self, blocked, naive, parallel, reorder, simd, MatRef};
 
 // ---- helpers -----------------------------------------------------------------------
 
-/// Deterministic values in [-1, 1) from a seed (a 64-bit LCG; tests need no `Rng`).
-fn values(seed: u64, len: usize) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-/// How a `rows x cols` matrix sits in its buffer.
+/// How a `rows x cols` matrix sits in its buffer. These are raw buffers for the gemm
+/// contract, not tensors (`Strided` has no tensor view); `Tensor::matmul` is tested on
+/// the shared tensor layouts in `matmul/tensor_op.rs`.
 #[derive(Clone, Copy, Debug)]
-enum Kind {
+enum MatKind {
     /// Row-major, no gaps.
     RowMajor,
     /// Column-major: the transpose of a row-major `cols x rows` buffer.
@@ -37,12 +27,12 @@ enum Kind {
     Strided,
 }
 
-fn kinds() -> impl Strategy<Value = Kind> {
+fn mat_kinds() -> impl Strategy<Value = MatKind> {
     prop_oneof![
-        Just(Kind::RowMajor),
-        Just(Kind::Transposed),
-        Just(Kind::Sliced),
-        Just(Kind::Strided)
+        Just(MatKind::RowMajor),
+        Just(MatKind::Transposed),
+        Just(MatKind::Sliced),
+        Just(MatKind::Strided)
     ]
 }
 
@@ -57,16 +47,16 @@ struct Mat {
 }
 
 impl Mat {
-    fn new(kind: Kind, rows: usize, cols: usize, seed: u64) -> Mat {
+    fn new(kind: MatKind, rows: usize, cols: usize, seed: u64) -> Mat {
         let (offset, rs, cs, len) = match kind {
-            Kind::RowMajor => (0, cols, 1, rows * cols),
-            Kind::Transposed => (0, 1, rows, rows * cols),
+            MatKind::RowMajor => (0, cols, 1, rows * cols),
+            MatKind::Transposed => (0, 1, rows, rows * cols),
             // A (rows + 3) x (cols + 5) matrix, narrowed to rows 2.., cols 3...
-            Kind::Sliced => (2 * (cols + 5) + 3, cols + 5, 1, (rows + 3) * (cols + 5)),
-            Kind::Strided => (1, 3 * cols + 2, 3, 1 + (3 * cols + 2) * rows + 1),
+            MatKind::Sliced => (2 * (cols + 5) + 3, cols + 5, 1, (rows + 3) * (cols + 5)),
+            MatKind::Strided => (1, 3 * cols + 2, 3, 1 + (3 * cols + 2) * rows + 1),
         };
         Mat {
-            data: values(seed, len.max(1)),
+            data: values(len.max(1), seed),
             offset,
             rows,
             cols,
@@ -110,7 +100,7 @@ fn reference(a: MatRef<'_>, b: MatRef<'_>) -> (Vec<f64>, Vec<f64>) {
 /// k additions (with or without fused multiply-adds) errs by at most
 /// `k * eps * sum |a||b|` (to first order), so this bound cannot fail for a correct
 /// kernel, while a missing, doubled or misplaced term is far outside it.
-fn assert_close(name: &str, got: &[f32], exact: &(Vec<f64>, Vec<f64>), k: usize) {
+fn assert_within_rounding(got: &[f32], exact: &(Vec<f64>, Vec<f64>), k: usize, name: &str) {
     assert_eq!(got.len(), exact.0.len(), "{name}: length");
     let eps = f32::EPSILON as f64;
     for (idx, (&g, (&e, &s))) in got.iter().zip(exact.0.iter().zip(&exact.1)).enumerate() {
@@ -145,7 +135,7 @@ fn check_all_rungs(a: MatRef<'_>, b: MatRef<'_>) {
     for (name, rung) in RUNGS {
         let mut c = vec![f32::NAN; m * n];
         rung(a, b, &mut c);
-        assert_close(name, &c, &exact, k);
+        assert_within_rounding(&c, &exact, k, name);
         if name == "reorder" || name == "blocked" {
             // Same order of additions per element: identical bits.
             let same = c
@@ -157,13 +147,13 @@ fn check_all_rungs(a: MatRef<'_>, b: MatRef<'_>) {
     }
     let mut c = vec![f32::NAN; m * n];
     matmul::try_gemm(a, b, &mut c).unwrap();
-    assert_close("try_gemm", &c, &exact, k);
+    assert_within_rounding(&c, &exact, k, "try_gemm");
     // Every micro-kernel this CPU has, alone and split over 3 threads (which must
     // give the same bits: each element sees the same operations in the same order).
     for kernel in Kernel::available() {
         let mut c = vec![f32::NAN; m * n];
         simd::gemm_with(kernel, a, b, &mut c);
-        assert_close(kernel.name(), &c, &exact, k);
+        assert_within_rounding(&c, &exact, k, kernel.name());
         let mut cp = vec![f32::NAN; m * n];
         parallel::gemm_with(kernel, 3, a, b, &mut cp);
         let same = c.iter().zip(&cp).all(|(x, y)| x.to_bits() == y.to_bits());
@@ -198,7 +188,7 @@ proptest! {
     #[test]
     fn every_rung_matches_naive_on_odd_sizes_and_layouts(
         m in odd_size(), k in odd_size(), n in odd_size(),
-        ka in kinds(), kb in kinds(), seed in any::<u64>(),
+        ka in mat_kinds(), kb in mat_kinds(), seed in any::<u64>(),
     ) {
         let a = Mat::new(ka, m, k, seed);
         let b = Mat::new(kb, k, n, seed ^ 0x9e37_79b9);
@@ -214,7 +204,7 @@ proptest! {
     #[test]
     fn every_rung_matches_naive_across_panel_edges(
         m in big_size(), k in big_size(), n in odd_size(),
-        ka in kinds(), kb in kinds(), seed in any::<u64>(),
+        ka in mat_kinds(), kb in mat_kinds(), seed in any::<u64>(),
     ) {
         let a = Mat::new(ka, m, k, seed);
         let b = Mat::new(kb, k, n, seed.wrapping_add(7));
@@ -226,8 +216,8 @@ proptest! {
 fn wide_b_crosses_the_nc_panel_edge() {
     // n = 3100 > NC = 3072: two column panels of B.
     for (ka, kb) in [
-        (Kind::RowMajor, Kind::RowMajor),
-        (Kind::Sliced, Kind::Transposed),
+        (MatKind::RowMajor, MatKind::RowMajor),
+        (MatKind::Sliced, MatKind::Transposed),
     ] {
         let a = Mat::new(ka, 7, 9, 1);
         let b = Mat::new(kb, 9, simd::NC + 28, 2);
@@ -238,17 +228,17 @@ fn wide_b_crosses_the_nc_panel_edge() {
 #[test]
 fn broadcast_rows_with_stride_zero() {
     // Stride-0 views (a broadcast row of A, a broadcast column of B) are valid MatRefs.
-    let row = values(3, 11);
+    let row = values(11, 3);
     let a = MatRef::new(&row, 0, 9, 11, 0, 1).unwrap();
-    let col = values(4, 11);
+    let col = values(11, 4);
     let b = MatRef::new(&col, 0, 11, 20, 1, 0).unwrap();
     check_all_rungs(a, b);
 }
 
 #[test]
 fn empty_inner_dim_gives_zeros_in_every_rung() {
-    let a = Mat::new(Kind::RowMajor, 4, 0, 1);
-    let b = Mat::new(Kind::RowMajor, 0, 5, 2);
+    let a = Mat::new(MatKind::RowMajor, 4, 0, 1);
+    let b = Mat::new(MatKind::RowMajor, 0, 5, 2);
     for (name, rung) in RUNGS {
         let mut c = vec![f32::NAN; 20];
         rung(a.view(), b.view(), &mut c);

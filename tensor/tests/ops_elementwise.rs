@@ -2,9 +2,12 @@
 //! references on permuted, narrowed and broadcast layouts; exact values; errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod ops_support;
+mod common;
 
-use ops_support::*;
+use common::{
+    any_tensor, bcast_get, build, close, dims, naive_values, operand_dims, recipe, same, unravel,
+    WIDE,
+};
 use proptest::prelude::*;
 use tensor::ops::binary::BinaryOp;
 use tensor::ops::reduce::ReduceOp;
@@ -357,12 +360,12 @@ fn bad_broadcast_names_both_shapes() {
 #[test]
 fn large_mixed_layouts_use_every_run_kind() {
     // Big enough to be split over threads, with runs cut mid-row.
-    let a = Tensor::from_vec(values(7, 301 * 263, false), [301, 263])
+    let a = Tensor::from_vec(WIDE.values(301 * 263, 7), [301, 263])
         .unwrap()
         .t()
         .unwrap();
-    let b = Tensor::from_vec(values(8, 301, false), [301]).unwrap();
-    let c = Tensor::from_vec(values(9, 263, false), [263, 1]).unwrap();
+    let b = Tensor::from_vec(WIDE.values(301, 8), [301]).unwrap();
+    let c = Tensor::from_vec(WIDE.values(263, 9), [263, 1]).unwrap();
     let (va, vb, vc) = (naive_values(&a), naive_values(&b), naive_values(&c));
     let out = a.add(&b).unwrap().mul(&c).unwrap().to_vec().unwrap();
     let tanh = a.tanh().unwrap().to_vec().unwrap();
@@ -376,7 +379,7 @@ fn large_mixed_layouts_use_every_run_kind() {
     // Batched transposes (the tiled copy), with an offset, small and large.
     for dims in [[3usize, 70, 41, 5], [2, 3, 33, 65], [1, 2, 3, 4]] {
         let n: usize = dims.iter().product();
-        let base = Tensor::from_vec(values(10, n, false), dims).unwrap();
+        let base = Tensor::from_vec(WIDE.values(n, 10), dims).unwrap();
         for perm in [[0, 2, 3, 1], [0, 3, 1, 2], [3, 2, 1, 0], [1, 0, 3, 2]] {
             let p = base.permute(&perm).unwrap();
             let s1 = p.dims()[1];

@@ -4,15 +4,13 @@
 //! tests live in `ops_layers_*.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod layers_util;
+mod common;
 
-use layers_util::{assert_close, kind, make, values, Kind};
+use common::{
+    assert_close, err_of, kind, make, naive_values, ravel, t, unravel, values, Fill, Kind, WIDE,
+};
 use proptest::prelude::*;
 use tensor::Tensor;
-
-fn t(data: &[f32], dims: &[usize]) -> Tensor {
-    Tensor::from_slice(data, dims.to_vec()).unwrap()
-}
 
 fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
     rayon::ThreadPoolBuilder::new()
@@ -189,13 +187,6 @@ fn conv_matches_torch_output_size_formula() {
     }
 }
 
-fn err_of(r: tensor::Result<Tensor>) -> String {
-    match r {
-        Ok(t) => panic!("expected an error, got shape {:?}", t.dims()),
-        Err(e) => e.to_string(),
-    }
-}
-
 #[test]
 fn conv_errors_name_op_and_shapes() {
     let x = Tensor::zeros([1, 4, 5, 5]);
@@ -314,7 +305,7 @@ proptest! {
         let got = y.to_vec().unwrap();
         let og = wd[0] / groups;
         for (i, &g) in got.iter().enumerate() {
-            let [n, o, oy, ox] = layers_util::unravel(i, &yd)[..] else { unreachable!() };
+            let [n, o, oy, ox] = unravel(i, &yd)[..] else { unreachable!() };
             let mut acc = 0.0f64;
             for ci in 0..wd[1] {
                 let c = (o / og) * wd[1] + ci;
@@ -323,8 +314,8 @@ proptest! {
                         let iy = (oy * stride.0 + ky * dil.0) as i64 - pad.0 as i64;
                         let ix = (ox * stride.1 + kx2 * dil.1) as i64 - pad.1 as i64;
                         if iy >= 0 && ix >= 0 && (iy as usize) < xd[2] && (ix as usize) < xd[3] {
-                            let xi = layers_util::ravel(&[n, c, iy as usize, ix as usize], &xd);
-                            let wi = layers_util::ravel(&[o, ci, ky, kx2], &wd);
+                            let xi = ravel(&[n, c, iy as usize, ix as usize], &xd);
+                            let wi = ravel(&[o, ci, ky, kx2], &wd);
                             acc += xv[xi] as f64 * wv[wi] as f64;
                         }
                     }
@@ -346,4 +337,37 @@ fn values_are_not_degenerate() {
         .map(|x| x.to_bits())
         .collect::<std::collections::HashSet<_>>();
     assert!(distinct.len() > 60);
+    // The other fills: [-3, 3) spread out, and ties on the 13 halves -3..=3.
+    let w = WIDE.values(1000, 9);
+    assert!(w.iter().all(|x| (-3.0..3.0).contains(x)));
+    assert!(w.iter().any(|&x| x < -2.5) && w.iter().any(|&x| x > 2.5));
+    let q = Fill::Ties.values(1000, 9);
+    let halves = q
+        .iter()
+        .map(|x| x.to_bits())
+        .collect::<std::collections::HashSet<_>>();
+    assert_eq!(halves.len(), 13);
+    assert!(q
+        .iter()
+        .all(|&x| (-3.0..=3.0).contains(&x) && (2.0 * x).fract() == 0.0));
+}
+
+#[test]
+fn layout_kinds_are_the_layouts_they_name() {
+    // Guard for the helpers: seed 4 picks dim 1 of (2, 3, 5).
+    let dims = [2, 3, 5];
+    let c = make(&dims, Kind::Contiguous, 4);
+    assert!(c.is_contiguous() && c.layout().offset() == 0);
+    assert_eq!(c.to_vec().unwrap(), values(30, 4));
+    let p = make(&dims, Kind::Permuted, 4);
+    assert!(!p.is_contiguous() && !p.strides().contains(&0));
+    assert_eq!(p.cpu_storage().unwrap(), &values(30, 4)[..]);
+    let s = make(&dims, Kind::Sliced, 4);
+    assert_eq!((s.strides(), s.layout().offset()), (&[30, 5, 1][..], 10));
+    let b = make(&dims, Kind::Broadcast, 4);
+    assert_eq!(b.strides(), &[5, 0, 1]);
+    for x in [&c, &p, &s, &b] {
+        assert_eq!(x.dims(), &dims);
+        assert_eq!(x.to_vec().unwrap(), naive_values(x));
+    }
 }

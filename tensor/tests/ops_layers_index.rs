@@ -2,24 +2,13 @@
 //! references over strided layouts and odd sizes (0, 1, primes); plus error cases.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod layers_util;
+mod common;
 
 use std::sync::Arc;
 
-use layers_util::{kind, make, ravel, unravel, Kind};
+use common::{err_of, kind, make, ravel, t, unravel, Kind};
 use proptest::prelude::*;
 use tensor::Tensor;
-
-fn t(data: &[f32], dims: &[usize]) -> Tensor {
-    Tensor::from_slice(data, dims.to_vec()).unwrap()
-}
-
-fn err_of<T: std::fmt::Debug>(r: tensor::Result<T>) -> String {
-    match r {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(e) => e.to_string(),
-    }
-}
 
 #[test]
 fn cat_and_stack_hand_values() {

@@ -2,22 +2,11 @@
 //! strided layouts and odd sizes; accuracy with a large offset; error cases.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod layers_util;
+mod common;
 
-use layers_util::{assert_close, kind, make};
+use common::{assert_close, err_of, kind, make, t};
 use proptest::prelude::*;
 use tensor::Tensor;
-
-fn t(data: &[f32], dims: &[usize]) -> Tensor {
-    Tensor::from_slice(data, dims.to_vec()).unwrap()
-}
-
-fn err_of(r: tensor::Result<Tensor>) -> String {
-    match r {
-        Ok(t) => panic!("expected an error, got shape {:?}", t.dims()),
-        Err(e) => e.to_string(),
-    }
-}
 
 /// Normalise consecutive blocks of `block` elements; element `i` of a block uses
 /// affine index `chan(i)`.

@@ -2,23 +2,12 @@
 //! per-element references, over strided layouts and odd sizes; plus error cases.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod layers_util;
+mod common;
 
-use layers_util::{assert_close, kind, make, ravel, unravel};
+use common::{assert_close, err_of, kind, make, ravel, t, unravel};
 use proptest::prelude::*;
 use tensor::ops::resize::PadMode;
 use tensor::Tensor;
-
-fn t(data: &[f32], dims: &[usize]) -> Tensor {
-    Tensor::from_slice(data, dims.to_vec()).unwrap()
-}
-
-fn err_of(r: tensor::Result<Tensor>) -> String {
-    match r {
-        Ok(t) => panic!("expected an error, got shape {:?}", t.dims()),
-        Err(e) => e.to_string(),
-    }
-}
 
 /// Naive pooling over (planes, H, W): `avg` divides by kh*kw (pads count as 0),
 /// max skips pads and lets NaN win.

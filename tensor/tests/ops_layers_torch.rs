@@ -3,9 +3,9 @@
 //! script's, case by case).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod layers_util;
+mod common;
 
-use layers_util::assert_close;
+use common::assert_close;
 use safetensors::{Dtype, SafeTensors};
 use tensor::ops::resize::PadMode;
 use tensor::Tensor;
@@ -35,7 +35,7 @@ impl Golden {
     }
 
     /// Compare `got` with `NAME.y`, shape and values.
-    fn check(&self, name: &str, got: Tensor, tol: f32) {
+    fn check(&self, name: &str, got: Tensor, tol: f64) {
         let want = self.get(&format!("{name}.y"));
         assert_eq!(got.dims(), want.dims(), "{name}");
         assert_close(

@@ -2,9 +2,9 @@
 //! narrowed and broadcast layouts; PyTorch's edge cases; errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod ops_support;
+mod common;
 
-use ops_support::*;
+use common::{any_tensor, close, naive_values, ravel, unravel, WIDE};
 use proptest::prelude::*;
 use tensor::{Tensor, TensorError};
 
@@ -192,13 +192,13 @@ fn check_against_naive(t: &Tensor, dims: &[isize], mask: &[bool]) {
 fn large_reductions_over_rows_columns_and_channels() {
     // Above the parallel threshold: column sums (rows folded into accumulators),
     // row sums, both through a transpose, and NCHW per-channel sums.
-    let x = Tensor::from_vec(values(1, 517 * 263, false), [517, 263]).unwrap();
+    let x = Tensor::from_vec(WIDE.values(517 * 263, 1), [517, 263]).unwrap();
     for t in [x.clone(), x.t().unwrap()] {
         check_against_naive(&t, &[0], &[true, false]);
         check_against_naive(&t, &[1], &[false, true]);
         check_against_naive(&t, &[], &[true, true]);
     }
-    let y = Tensor::from_vec(values(2, 4 * 32 * 33 * 31, false), [4, 32, 33, 31]).unwrap();
+    let y = Tensor::from_vec(WIDE.values(4 * 32 * 33 * 31, 2), [4, 32, 33, 31]).unwrap();
     check_against_naive(&y, &[0, 2, 3], &[true, false, true, true]);
     check_against_naive(&y, &[1], &[false, true, false, false]);
     check_against_naive(
@@ -210,7 +210,7 @@ fn large_reductions_over_rows_columns_and_channels() {
 
 #[test]
 fn large_softmax_rows_and_blocks() {
-    let x = Tensor::from_vec(values(3, 8 * 77 * 130, false), [8, 77, 130]).unwrap();
+    let x = Tensor::from_vec(WIDE.values(8 * 77 * 130, 3), [8, 77, 130]).unwrap();
     for dim in [2, 1, 0] {
         let p = x.softmax(dim).unwrap();
         let s = p.sum(&[dim], false).unwrap().to_vec().unwrap();

@@ -3,27 +3,21 @@
 //! its logical index, on random shapes and on chains of views.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{ravel, unravel, Lcg};
 use proptest::prelude::*;
 use tensor::{Layout, Shape, Tensor, TensorError};
 
 /// Row-major multi-indices of a shape.
 fn indices(dims: &[usize]) -> Vec<Vec<usize>> {
     let n: usize = dims.iter().product();
-    (0..n)
-        .map(|mut flat| {
-            let mut idx = vec![0; dims.len()];
-            for k in (0..dims.len()).rev() {
-                idx[k] = flat % dims[k];
-                flat /= dims[k];
-            }
-            idx
-        })
-        .collect()
+    (0..n).map(|flat| unravel(flat, dims)).collect()
 }
 
 /// Value of element `idx` of a contiguous `dims` tensor holding 0, 1, 2, ...
 fn flat_of(idx: &[usize], dims: &[usize]) -> f32 {
-    idx.iter().zip(dims).fold(0, |acc, (&i, &d)| acc * d + i) as f32
+    ravel(idx, dims) as f32
 }
 
 fn iota(dims: &[usize]) -> Tensor {
@@ -39,10 +33,9 @@ proptest! {
     ) {
         // A permutation from the seed (Fisher-Yates with a fixed LCG).
         let mut perm: Vec<usize> = (0..dims.len()).collect();
-        let mut s = seed;
+        let mut lcg = Lcg::new(seed);
         for i in (1..perm.len()).rev() {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            perm.swap(i, (s >> 33) as usize % (i + 1));
+            perm.swap(i, (lcg.next_u64() >> 33) as usize % (i + 1));
         }
         let x = iota(&dims);
         let y = x.permute(&perm).unwrap();

@@ -238,10 +238,10 @@ fn find_file(dir: &Path, source: DirSource, name: &str) -> Result<PathBuf> {
          t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz",
         dir.display()
     );
-    Err(TensorError::Io {
-        path: gz,
-        source: std::io::Error::new(std::io::ErrorKind::NotFound, msg),
-    })
+    Err(TensorError::io(
+        &gz,
+        std::io::Error::new(std::io::ErrorKind::NotFound, msg),
+    ))
 }
 
 /// Load one split from `dir`, checking that images are (N, 28, 28), labels (N) and
@@ -252,18 +252,14 @@ pub fn load_split(dir: &Path, source: DirSource, split: Split) -> Result<ImageDa
     let lbl_path = find_file(dir, source, &format!("{p}-labels-idx1-ubyte"))?;
     let images = read_idx_rank(&img_path, 3)?;
     let labels = read_idx_rank(&lbl_path, 1)?;
-    let fmt = |path: &Path, msg: String| TensorError::Format {
-        path: path.to_path_buf(),
-        msg,
-    };
     if images.dims[1..] != [28, 28] {
-        return Err(fmt(
+        return Err(TensorError::format(
             &img_path,
             format!("expected 28x28 images, found dims {:?}", images.dims),
         ));
     }
     if images.dims[0] != labels.dims[0] {
-        return Err(fmt(
+        return Err(TensorError::format(
             &lbl_path,
             format!(
                 "{} labels for {} images in {}",
@@ -278,7 +274,7 @@ pub fn load_split(dir: &Path, source: DirSource, split: Split) -> Result<ImageDa
         .iter()
         .position(|&l| usize::from(l) >= CLASS_NAMES.len())
     {
-        return Err(fmt(
+        return Err(TensorError::format(
             &lbl_path,
             format!(
                 "label {} at index {i} is not a class (0..=9)",

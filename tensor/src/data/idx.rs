@@ -34,17 +34,10 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
-fn format_err(path: &Path, msg: impl Into<String>) -> TensorError {
-    TensorError::Format {
-        path: path.to_path_buf(),
-        msg: msg.into(),
-    }
-}
-
 /// Parse IDX bytes (already decompressed). `path` is only used in error messages.
 pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
     let magic = bytes.get(..4).ok_or_else(|| {
-        format_err(
+        TensorError::format(
             path,
             format!(
                 "IDX file is {} bytes, too short for the 4-byte magic number",
@@ -53,7 +46,7 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
         )
     })?;
     if magic[0] != 0 || magic[1] != 0 {
-        return Err(format_err(
+        return Err(TensorError::format(
             path,
             format!(
                 "not an IDX file: magic number starts {:02x} {:02x}, expected 00 00",
@@ -62,7 +55,7 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
         ));
     }
     if magic[2] != 0x08 {
-        return Err(format_err(
+        return Err(TensorError::format(
             path,
             format!(
                 "IDX element type 0x{:02x} is not supported (only 0x08, unsigned byte)",
@@ -72,11 +65,14 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
     }
     let rank = usize::from(magic[3]);
     if rank == 0 {
-        return Err(format_err(path, "IDX header declares 0 dimensions"));
+        return Err(TensorError::format(
+            path,
+            "IDX header declares 0 dimensions",
+        ));
     }
     let header_len = 4 + 4 * rank;
     let dim_bytes = bytes.get(4..header_len).ok_or_else(|| {
-        format_err(
+        TensorError::format(
             path,
             format!(
                 "truncated IDX header: {rank} dims need {header_len} header bytes, file has {}",
@@ -91,7 +87,7 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
     let expected = dims
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| format_err(path, format!("IDX dims {dims:?} overflow")))?;
+        .ok_or_else(|| TensorError::format(path, format!("IDX dims {dims:?} overflow")))?;
     let got = bytes.len() - header_len;
     if got != expected {
         let what = if got < expected {
@@ -99,7 +95,7 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
         } else {
             "corrupt"
         };
-        return Err(format_err(
+        return Err(TensorError::format(
             path,
             format!("{what} IDX file: dims {dims:?} need {expected} data bytes, found {got}"),
         ));
@@ -113,15 +109,14 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
 /// Read the raw bytes of a file, gunzipping it when it starts with the gzip magic
 /// (`1f 8b`), whatever its name.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|source| TensorError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let raw = std::fs::read(path).map_err(|source| TensorError::io(path, source))?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::with_capacity(raw.len() * 2);
         MultiGzDecoder::new(raw.as_slice())
             .read_to_end(&mut out)
-            .map_err(|e| format_err(path, format!("corrupt or truncated gzip stream: {e}")))?;
+            .map_err(|e| {
+                TensorError::format(path, format!("corrupt or truncated gzip stream: {e}"))
+            })?;
         Ok(out)
     } else {
         Ok(raw)
@@ -139,7 +134,7 @@ pub fn read_idx_rank(path: impl AsRef<Path>, rank: usize) -> Result<IdxArray> {
     let path = path.as_ref();
     let a = read_idx(path)?;
     if a.dims.len() != rank {
-        return Err(format_err(
+        return Err(TensorError::format(
             path,
             format!(
                 "expected an IDX array of rank {rank}, found dims {:?}",

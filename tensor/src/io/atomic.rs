@@ -25,13 +25,6 @@ use crate::error::{Result, TensorError};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn io_err(path: &Path, source: std::io::Error) -> TensorError {
-    TensorError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// The temp path used for writing `path`: same directory, hidden, unique per process
 /// and call.
 fn temp_path_for(path: &Path) -> Result<PathBuf> {
@@ -64,9 +57,9 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -
             // Flush the data to disk before the rename makes it visible.
             File::open(&tmp)
                 .and_then(|f| f.sync_all())
-                .map_err(|e| io_err(&tmp, e))
+                .map_err(|e| TensorError::io(&tmp, e))
         })
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io_err(path, e)));
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| TensorError::io(path, e)));
     match result {
         Ok(()) => Ok(()),
         Err(e) => {
@@ -74,7 +67,7 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -
             let _ = std::fs::remove_file(&tmp);
             // Report failures on the temp file under the name the caller asked for.
             Err(match e {
-                TensorError::Io { path: p, source } if p == tmp => io_err(path, source),
+                TensorError::Io { path: p, source } if p == tmp => TensorError::io(path, source),
                 other => other,
             })
         }
@@ -89,7 +82,7 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
             .write(true)
             .create_new(true)
             .open(tmp)
-            .map_err(|e| io_err(tmp, e))?;
-        f.write_all(bytes).map_err(|e| io_err(tmp, e))
+            .map_err(|e| TensorError::io(tmp, e))?;
+        f.write_all(bytes).map_err(|e| TensorError::io(tmp, e))
     })
 }

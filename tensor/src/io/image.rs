@@ -30,13 +30,6 @@ use super::atomic::write_atomic;
 use crate::error::{Result, TensorError};
 use crate::tensor::Tensor;
 
-fn format_err(path: &Path, msg: impl Into<String>) -> TensorError {
-    TensorError::Format {
-        path: path.to_path_buf(),
-        msg: msg.into(),
-    }
-}
-
 /// A [0, 1] value to a byte: clamp to [0, 1], times 255, round half to even.
 pub fn unit_to_u8(x: f32) -> u8 {
     (x.clamp(0.0, 1.0) * 255.0).round_ties_even() as u8
@@ -67,13 +60,10 @@ pub fn load_image(path: impl AsRef<Path>) -> Result<Tensor> {
     let path = path.as_ref();
     let reader = ImageReader::open(path)
         .and_then(|r| r.with_guessed_format())
-        .map_err(|source| TensorError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| TensorError::io(path, source))?;
     let img = reader
         .decode()
-        .map_err(|e| format_err(path, format!("cannot decode image: {e}")))?;
+        .map_err(|e| TensorError::format(path, format!("cannot decode image: {e}")))?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     let color = img.color();
     let channels = if color.has_color() { 3 } else { 1 };
@@ -168,10 +158,10 @@ pub fn to_u8_hwc(t: &Tensor, to_u8: fn(f32) -> u8) -> Result<(usize, usize, usiz
 }
 
 fn save_with(path: &Path, t: &Tensor, to_u8: fn(f32) -> u8) -> Result<()> {
-    let (c, h, w, bytes) =
-        to_u8_hwc(t, to_u8).map_err(|e| format_err(path, format!("cannot save image: {e}")))?;
+    let (c, h, w, bytes) = to_u8_hwc(t, to_u8)
+        .map_err(|e| TensorError::format(path, format!("cannot save image: {e}")))?;
     if h == 0 || w == 0 {
-        return Err(format_err(
+        return Err(TensorError::format(
             path,
             format!("cannot save an empty image of shape {:?}", t.dims()),
         ));
@@ -179,7 +169,7 @@ fn save_with(path: &Path, t: &Tensor, to_u8: fn(f32) -> u8) -> Result<()> {
     let (wu, hu) = match (u32::try_from(w), u32::try_from(h)) {
         (Ok(wu), Ok(hu)) => (wu, hu),
         _ => {
-            return Err(format_err(
+            return Err(TensorError::format(
                 path,
                 format!("image of shape {:?} is too large for PNG", t.dims()),
             ))
@@ -193,7 +183,7 @@ fn save_with(path: &Path, t: &Tensor, to_u8: fn(f32) -> u8) -> Result<()> {
     let mut png = Vec::new();
     PngEncoder::new(&mut png)
         .write_image(&bytes, wu, hu, color)
-        .map_err(|e| format_err(path, format!("cannot encode PNG: {e}")))?;
+        .map_err(|e| TensorError::format(path, format!("cannot encode PNG: {e}")))?;
     write_atomic(path, &png)
 }
 

@@ -73,13 +73,6 @@ impl std::fmt::Debug for SafeTensorsFile {
     }
 }
 
-fn format_err(path: &Path, msg: impl Into<String>) -> TensorError {
-    TensorError::Format {
-        path: path.to_path_buf(),
-        msg: msg.into(),
-    }
-}
-
 /// Explain a header error from the safetensors crate, with what the file itself says.
 fn header_error(path: &Path, bytes: &[u8], err: SafeTensorError) -> TensorError {
     let len = bytes.len();
@@ -124,7 +117,7 @@ fn header_error(path: &Path, bytes: &[u8], err: SafeTensorError) -> TensorError 
         }
         other => format!("cannot read safetensors header: {other:?}"),
     };
-    format_err(path, msg)
+    TensorError::format(path, msg)
 }
 
 impl SafeTensorsFile {
@@ -132,10 +125,7 @@ impl SafeTensorsFile {
     /// fills the rest of the file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let io = |source| TensorError::Io {
-            path: path.clone(),
-            source,
-        };
+        let io = |source| TensorError::io(&path, source);
         let file = File::open(&path).map_err(io)?;
         // SAFETY: the map is read-only. Another process truncating the file while it
         // is mapped would make reads fault; checkpoints are not edited in place.
@@ -145,7 +135,7 @@ impl SafeTensorsFile {
         let mut infos = Vec::with_capacity(metadata.tensors().len());
         for (name, info) in metadata.tensors() {
             let dtype = DType::from_safetensors(info.dtype).ok_or_else(|| {
-                format_err(
+                TensorError::format(
                     &path,
                     format!("tensor '{name}' has unknown dtype {:?}", info.dtype),
                 )
@@ -232,7 +222,7 @@ impl SafeTensorsFile {
         } else {
             format!("available: {}{tail}", shown.join(", "))
         };
-        format_err(&self.path, format!("no tensor named '{name}'; {available}"))
+        TensorError::format(&self.path, format!("no tensor named '{name}'; {available}"))
     }
 
     /// The stored bytes of one tensor, with its dtype and shape.
@@ -247,7 +237,7 @@ impl SafeTensorsFile {
             .mmap
             .get(self.data_start + b..self.data_start + e)
             .ok_or_else(|| {
-                format_err(
+                TensorError::format(
                     &self.path,
                     format!("tensor '{name}' lies past the end of the file"),
                 )
@@ -260,7 +250,7 @@ impl SafeTensorsFile {
     pub fn get(&self, name: &str) -> Result<Tensor> {
         let (info, bytes) = self.raw(name)?;
         let data = decode_to_f32(bytes, info.dtype).map_err(|e| {
-            format_err(
+            TensorError::format(
                 &self.path,
                 format!("tensor '{name}' (dtype {}): {e}", info.dtype),
             )
@@ -326,7 +316,7 @@ pub fn save<'t, S: AsRef<str>>(
 ) -> Result<()> {
     let path = path.as_ref();
     if !dtype.is_storage_float() {
-        return Err(format_err(
+        return Err(TensorError::format(
             path,
             format!("cannot save in dtype {dtype}: choose F32, F16 or BF16"),
         ));
@@ -340,7 +330,7 @@ pub fn save<'t, S: AsRef<str>>(
             dtype,
         };
         if views.insert(name.clone(), view).is_some() {
-            return Err(format_err(
+            return Err(TensorError::format(
                 path,
                 format!("tensor name '{name}' given twice"),
             ));
@@ -348,11 +338,8 @@ pub fn save<'t, S: AsRef<str>>(
     }
     write_atomic_with(path, |tmp| {
         safetensors::serialize_to_file(views, &None, tmp).map_err(|e| match e {
-            SafeTensorError::IoError(source) => TensorError::Io {
-                path: tmp.to_path_buf(),
-                source,
-            },
-            other => format_err(path, format!("cannot serialize: {other:?}")),
+            SafeTensorError::IoError(source) => TensorError::io(tmp, source),
+            other => TensorError::format(path, format!("cannot serialize: {other:?}")),
         })
     })
 }

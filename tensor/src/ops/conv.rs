@@ -175,32 +175,59 @@ impl Tensor {
         dilation: (usize, usize),
         groups: usize,
     ) -> Result<Tensor> {
-        if self.rank() == 3 {
-            let y = self
-                .unsqueeze(0)?
-                .conv2d(weight, bias, stride, padding, dilation, groups)?;
-            return y.squeeze(0);
-        }
-        let g = Conv2dGeom::new(
-            "conv2d",
-            self.dims(),
-            weight.dims(),
-            bias.map(|b| b.dims()),
-            stride,
-            padding,
-            dilation,
-            groups,
-        )?;
-        let x = self.contiguous()?;
-        let w = weight.contiguous()?;
-        let b = bias.map(Tensor::contiguous).transpose()?;
-        let out = conv2d_cpu(
-            contiguous_data(&x)?,
-            contiguous_data(&w)?,
-            b.as_ref().map(contiguous_data).transpose()?,
-            &g,
-        );
-        Tensor::from_vec(out, [g.n, g.o, g.oh, g.ow])
+        run_conv2d(
+            "conv2d", self, weight, bias, stride, padding, dilation, groups, conv2d_cpu,
+        )
+    }
+}
+
+/// What `conv2d` and `conv2d_naive` share around their loops: an unbatched
+/// `(C, H, W)` input gets a batch dim of 1 (removed again from the result), shapes
+/// and hyper-parameters are checked into a [`Conv2dGeom`] (errors name `op`), and
+/// `kernel` gets the contiguous data of x, weight and bias and returns the
+/// `(N, O, H', W')` output data.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_conv2d(
+    op: &'static str,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: (usize, usize),
+    padding: (usize, usize),
+    dilation: (usize, usize),
+    groups: usize,
+    kernel: impl FnOnce(&[f32], &[f32], Option<&[f32]>, &Conv2dGeom) -> Vec<f32>,
+) -> Result<Tensor> {
+    let unbatched = x.rank() == 3;
+    let x = if unbatched {
+        x.unsqueeze(0)?
+    } else {
+        x.clone()
+    };
+    let g = Conv2dGeom::new(
+        op,
+        x.dims(),
+        weight.dims(),
+        bias.map(|b| b.dims()),
+        stride,
+        padding,
+        dilation,
+        groups,
+    )?;
+    let x = x.contiguous()?;
+    let w = weight.contiguous()?;
+    let b = bias.map(Tensor::contiguous).transpose()?;
+    let out = kernel(
+        contiguous_data(&x)?,
+        contiguous_data(&w)?,
+        b.as_ref().map(contiguous_data).transpose()?,
+        &g,
+    );
+    let y = Tensor::from_vec(out, [g.n, g.o, g.oh, g.ow])?;
+    if unbatched {
+        y.squeeze(0)
+    } else {
+        Ok(y)
     }
 }
 

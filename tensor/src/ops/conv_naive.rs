@@ -15,7 +15,7 @@
 //! ```
 
 use crate::error::Result;
-use crate::ops::conv::{contiguous_data, Conv2dGeom};
+use crate::ops::conv::{run_conv2d, Conv2dGeom};
 use crate::tensor::Tensor;
 
 impl Tensor {
@@ -30,58 +30,51 @@ impl Tensor {
         dilation: (usize, usize),
         groups: usize,
     ) -> Result<Tensor> {
-        if self.rank() == 3 {
-            let y = self
-                .unsqueeze(0)?
-                .conv2d_naive(weight, bias, stride, padding, dilation, groups)?;
-            return y.squeeze(0);
-        }
-        let g = Conv2dGeom::new(
+        run_conv2d(
             "conv2d_naive",
-            self.dims(),
-            weight.dims(),
-            bias.map(|b| b.dims()),
+            self,
+            weight,
+            bias,
             stride,
             padding,
             dilation,
             groups,
-        )?;
-        let x = self.contiguous()?;
-        let w = weight.contiguous()?;
-        let b = bias.map(Tensor::contiguous).transpose()?;
-        let (x, w) = (contiguous_data(&x)?, contiguous_data(&w)?);
-        let b = b.as_ref().map(contiguous_data).transpose()?;
-        let mut out = Vec::with_capacity(g.n * g.o * g.oh * g.ow);
-        for n in 0..g.n {
-            for o in 0..g.o {
-                let grp = o / g.og;
-                for y in 0..g.oh {
-                    for xo in 0..g.ow {
-                        let mut acc = b.map_or(0.0, |b| b[o] as f64);
-                        for ci in 0..g.cg {
-                            let c = grp * g.cg + ci;
-                            for ky in 0..g.kh {
-                                let iy = (y * g.sh + ky * g.dh) as isize - g.ph as isize;
-                                if iy < 0 || iy >= g.h as isize {
+            direct_loops,
+        )
+    }
+}
+
+/// The seven loops over contiguous data; returns the (N, O, H', W') output data.
+fn direct_loops(x: &[f32], w: &[f32], b: Option<&[f32]>, g: &Conv2dGeom) -> Vec<f32> {
+    let mut out = Vec::with_capacity(g.n * g.o * g.oh * g.ow);
+    for n in 0..g.n {
+        for o in 0..g.o {
+            let grp = o / g.og;
+            for y in 0..g.oh {
+                for xo in 0..g.ow {
+                    let mut acc = b.map_or(0.0, |b| b[o] as f64);
+                    for ci in 0..g.cg {
+                        let c = grp * g.cg + ci;
+                        for ky in 0..g.kh {
+                            let iy = (y * g.sh + ky * g.dh) as isize - g.ph as isize;
+                            if iy < 0 || iy >= g.h as isize {
+                                continue;
+                            }
+                            for kx in 0..g.kw {
+                                let ix = (xo * g.sw + kx * g.dw) as isize - g.pw as isize;
+                                if ix < 0 || ix >= g.w as isize {
                                     continue;
                                 }
-                                for kx in 0..g.kw {
-                                    let ix = (xo * g.sw + kx * g.dw) as isize - g.pw as isize;
-                                    if ix < 0 || ix >= g.w as isize {
-                                        continue;
-                                    }
-                                    let xi =
-                                        ((n * g.c + c) * g.h + iy as usize) * g.w + ix as usize;
-                                    let wi = ((o * g.cg + ci) * g.kh + ky) * g.kw + kx;
-                                    acc += x[xi] as f64 * w[wi] as f64;
-                                }
+                                let xi = ((n * g.c + c) * g.h + iy as usize) * g.w + ix as usize;
+                                let wi = ((o * g.cg + ci) * g.kh + ky) * g.kw + kx;
+                                acc += x[xi] as f64 * w[wi] as f64;
                             }
                         }
-                        out.push(acc as f32);
                     }
+                    out.push(acc as f32);
                 }
             }
         }
-        Tensor::from_vec(out, [g.n, g.o, g.oh, g.ow])
     }
+    out
 }

@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use tensor::{Tensor, TensorError};
 
-use super::values;
+use crate::common::{bcast_index, build, make, unravel, Kind, LayoutRecipe};
 
 /// torch.matmul on plain row-major data, written independently of the library.
 fn ref_matmul(ad: &[usize], av: &[f32], bd: &[usize], bv: &[f32]) -> (Vec<usize>, Vec<f32>) {
@@ -36,16 +36,8 @@ fn ref_matmul(ad: &[usize], av: &[f32], bd: &[usize], bv: &[f32]) -> (Vec<usize>
     let mut out = Vec::with_capacity(count * m * n);
     for flat in 0..count {
         // Unravel `flat` over `batch`, then ravel into each operand (size-1 dims -> 0).
-        let (mut rem, mut ai, mut bi) = (flat, 0, 0);
-        let (mut astride, mut bstride) = (1, 1);
-        for d in (0..rank).rev() {
-            let idx = rem % batch[d];
-            rem /= batch[d];
-            ai += if ab[d] == 1 { 0 } else { idx * astride };
-            bi += if bb[d] == 1 { 0 } else { idx * bstride };
-            astride *= ab[d];
-            bstride *= bb[d];
-        }
+        let idx = unravel(flat, &batch);
+        let (ai, bi) = (bcast_index(&ab, &idx), bcast_index(&bb, &idx));
         for i in 0..m {
             for j in 0..n {
                 let mut acc = 0.0f64;
@@ -82,8 +74,7 @@ fn assert_matmul_matches(a: &Tensor, b: &Tensor) {
 }
 
 fn tensor(dims: &[usize], seed: u64) -> Tensor {
-    let n = dims.iter().product();
-    Tensor::from_vec(values(seed, n), dims.to_vec()).unwrap()
+    make(dims, Kind::Contiguous, seed)
 }
 
 #[test]
@@ -192,34 +183,21 @@ fn matmul_errors() {
 /// from a size-1 batch dim.
 fn view_of(dims: &[usize], layout: u8, seed: u64) -> Tensor {
     let r = dims.len();
+    let mut recipe = LayoutRecipe::contiguous(r, seed);
     match layout % 5 {
-        1 if r >= 2 => {
-            let mut d = dims.to_vec();
-            d.swap(r - 2, r - 1);
-            tensor(&d, seed).transpose(-2, -1).unwrap()
-        }
-        2 => {
-            let mut d = dims.to_vec();
-            d[r - 1] += 3;
-            if r == 1 {
-                return tensor(&d, seed).narrow(0, 2, dims[0]).unwrap();
+        1 if r >= 2 => recipe.perm.swap(r - 2, r - 1),
+        2 if r >= 1 => {
+            // 3 more columns, starting at 2; and for a matrix 2 more rows, from 1.
+            recipe.extra[r - 1] = (3, 2);
+            if r > 1 {
+                recipe.extra[0] = (2, 1);
             }
-            d[0] += 2;
-            let t = tensor(&d, seed).narrow(-1, 2, dims[r - 1]).unwrap();
-            t.narrow(0, 1, dims[0]).unwrap()
         }
-        3 if r >= 3 => {
-            let mut d = dims.to_vec();
-            d.swap(0, 1);
-            tensor(&d, seed).transpose(0, 1).unwrap()
-        }
-        4 if r >= 3 => {
-            let mut d = dims.to_vec();
-            d[0] = 1;
-            tensor(&d, seed).broadcast_as(dims.to_vec()).unwrap()
-        }
-        _ => tensor(dims, seed),
+        3 if r >= 3 => recipe.perm.swap(0, 1),
+        4 if r >= 3 => recipe.bcast[0] = true,
+        _ => {}
     }
+    build(dims, &recipe)
 }
 
 proptest! {
