@@ -5,8 +5,10 @@
 pub mod binary;
 pub mod concat;
 pub mod conv;
+pub mod conv_backward;
 pub mod conv_naive;
 pub mod index;
+pub mod index_add;
 pub mod norm;
 pub mod pool;
 pub mod reduce;
