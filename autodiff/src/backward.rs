@@ -151,10 +151,7 @@ impl Var {
             }
             stats.peak_live_grads = stats.peak_live_grads.max(pending.len());
         }
-        Ok(Grads {
-            map: leaves,
-            stats,
-        })
+        Ok(Grads { map: leaves, stats })
     }
 }
 

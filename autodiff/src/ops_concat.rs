@@ -72,7 +72,10 @@ impl Var {
     pub fn split(&self, split_size: usize, dim: isize) -> Result<Vec<Var>> {
         let d = resolve_dim("split", dim, self.rank())?;
         if split_size == 0 {
-            return Err(AutodiffError::invalid("split", "split_size must be at least 1"));
+            return Err(AutodiffError::invalid(
+                "split",
+                "split_size must be at least 1",
+            ));
         }
         let size = self.dims()[d];
         (0..size)
@@ -116,7 +119,10 @@ impl Var {
         if r < 2 {
             return Err(TensorError::invalid(
                 "upsample_nearest2d_scale",
-                format!("input must be (N, C, H, W) or (C, H, W), got {:?}", self.dims()),
+                format!(
+                    "input must be (N, C, H, W) or (C, H, W), got {:?}",
+                    self.dims()
+                ),
             )
             .into());
         }

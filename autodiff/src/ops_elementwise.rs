@@ -156,7 +156,9 @@ impl Var {
     pub fn add_scalar(&self, value: f32) -> Result<Var> {
         let y = self.value().add_scalar(value)?;
         Ok(record("add_scalar", y, &[self], move |g, need| {
-            Ok(vec![grad_if(need[0], || Ok::<_, tensor::TensorError>(g.clone()))?])
+            Ok(vec![grad_if(need[0], || {
+                Ok::<_, tensor::TensorError>(g.clone())
+            })?])
         }))
     }
 

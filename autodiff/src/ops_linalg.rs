@@ -36,10 +36,23 @@ impl Var {
     }
 }
 
-fn matmul_backward(a: &Tensor, b: &Tensor, g: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+fn matmul_backward(
+    a: &Tensor,
+    b: &Tensor,
+    g: &Tensor,
+    need: &[bool],
+) -> Result<Vec<Option<Tensor>>> {
     // Vectors as matrices: (k) -> (1, k) on the left, (k) -> (k, 1) on the right.
-    let a2 = if a.rank() == 1 { a.unsqueeze(0)? } else { a.clone() };
-    let b2 = if b.rank() == 1 { b.unsqueeze(1)? } else { b.clone() };
+    let a2 = if a.rank() == 1 {
+        a.unsqueeze(0)?
+    } else {
+        a.clone()
+    };
+    let b2 = if b.rank() == 1 {
+        b.unsqueeze(1)?
+    } else {
+        b.clone()
+    };
     let (ra, rb) = (a2.rank(), b2.rank());
     let batch = Shape::broadcast(
         "matmul_backward",

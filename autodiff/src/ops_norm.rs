@@ -62,7 +62,9 @@ impl Var {
         let w = weight.map(|w| w.value().clone());
         let y = x.layer_norm(normalized_shape, w.as_ref(), bias.map(Var::value), eps)?;
         let rank = x.rank();
-        let axes: Vec<isize> = (rank - normalized_shape.len()..rank).map(|d| d as isize).collect();
+        let axes: Vec<isize> = (rank - normalized_shape.len()..rank)
+            .map(|d| d as isize)
+            .collect();
         let shape = normalized_shape.to_vec();
         let (has_w, has_b) = (weight.is_some(), bias.is_some());
         let mut inputs = vec![self];
@@ -74,7 +76,9 @@ impl Var {
                 Some(w) => g.mul(w)?,
                 None => g.clone(),
             };
-            let mut grads = vec![grad_if(need[0], || norm_input_grad(&gy, &xhat, &rstd, &axes))?];
+            let mut grads = vec![grad_if(need[0], || {
+                norm_input_grad(&gy, &xhat, &rstd, &axes)
+            })?];
             if has_w {
                 grads.push(grad_if(need[1], || sum_to(&g.mul(&xhat)?, &shape))?);
             }

@@ -162,9 +162,17 @@ fn scatter_to_first(x: &Tensor, y: &Tensor, g: &Tensor, mask: &[bool]) -> tensor
     let xp = x.permute(&perm)?;
     let xv = xp.to_vec()?;
     let (yv, gv) = (y.to_vec()?, g.to_vec()?);
-    let row = if yv.is_empty() { 0 } else { xv.len() / yv.len() };
+    let row = if yv.is_empty() {
+        0
+    } else {
+        xv.len() / yv.len()
+    };
     let mut out = vec![0.0f32; xv.len()];
-    for (k, (src, dst)) in xv.chunks(row.max(1)).zip(out.chunks_mut(row.max(1))).enumerate() {
+    for (k, (src, dst)) in xv
+        .chunks(row.max(1))
+        .zip(out.chunks_mut(row.max(1)))
+        .enumerate()
+    {
         let target = yv[k];
         let hit = src
             .iter()

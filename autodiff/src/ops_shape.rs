@@ -111,7 +111,9 @@ impl Var {
     pub fn contiguous(&self) -> Result<Var> {
         let y = self.value().contiguous()?;
         Ok(record("contiguous", y, &[self], move |g, need| {
-            Ok(vec![grad_if(need[0], || Ok::<_, tensor::TensorError>(g.clone()))?])
+            Ok(vec![grad_if(need[0], || {
+                Ok::<_, tensor::TensorError>(g.clone())
+            })?])
         }))
     }
 }

@@ -129,7 +129,10 @@ impl Var {
         if !self.is_leaf() {
             return Err(AutodiffError::invalid(
                 "update",
-                format!("only leaves can be updated; this Var is the output of {}", self.op_name().unwrap_or("?")),
+                format!(
+                    "only leaves can be updated; this Var is the output of {}",
+                    self.op_name().unwrap_or("?")
+                ),
             ));
         }
         if value.dims() != self.dims() {

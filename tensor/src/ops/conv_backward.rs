@@ -164,7 +164,16 @@ impl Tensor {
             ));
         }
         let wdims = [o, c / groups, kernel.0, kernel.1];
-        let g = Conv2dGeom::new(op, self.dims(), &wdims, None, stride, padding, dilation, groups)?;
+        let g = Conv2dGeom::new(
+            op,
+            self.dims(),
+            &wdims,
+            None,
+            stride,
+            padding,
+            dilation,
+            groups,
+        )?;
         check_grad_out(op, grad_out.dims(), &g)?;
         let x = self.contiguous()?;
         let dy = grad_out.contiguous()?;
@@ -173,22 +182,28 @@ impl Tensor {
         let mut dw = vec![0.0f32; g.o * k];
         if g.og > 0 && k > 0 && ohw > 0 {
             let tile = tile_len(k, ohw);
-            dw.par_chunks_mut(g.og * k).enumerate().for_each(|(gi, dst)| {
-                let mut col = vec![0.0f32; k * tile];
-                let mut tmp = vec![0.0f32; g.og * k];
-                for ni in 0..g.n {
-                    let x_off = (ni * g.c + gi * g.cg) * g.h * g.w;
-                    let dy_off = (ni * g.o + gi * g.og) * ohw;
-                    for p0 in (0..ohw).step_by(tile) {
-                        let len = tile.min(ohw - p0);
-                        let col = &mut col[..k * len];
-                        im2col(x, x_off, &g, p0, len, col);
-                        // dy_g[:, p0..p0+len] (og, len) @ col^T (len, K)
-                        gemm(mat(dy, dy_off + p0, g.og, len, ohw), mat(col, 0, k, len, len).t(), &mut tmp);
-                        dst.iter_mut().zip(&tmp).for_each(|(d, &t)| *d += t);
+            dw.par_chunks_mut(g.og * k)
+                .enumerate()
+                .for_each(|(gi, dst)| {
+                    let mut col = vec![0.0f32; k * tile];
+                    let mut tmp = vec![0.0f32; g.og * k];
+                    for ni in 0..g.n {
+                        let x_off = (ni * g.c + gi * g.cg) * g.h * g.w;
+                        let dy_off = (ni * g.o + gi * g.og) * ohw;
+                        for p0 in (0..ohw).step_by(tile) {
+                            let len = tile.min(ohw - p0);
+                            let col = &mut col[..k * len];
+                            im2col(x, x_off, &g, p0, len, col);
+                            // dy_g[:, p0..p0+len] (og, len) @ col^T (len, K)
+                            gemm(
+                                mat(dy, dy_off + p0, g.og, len, ohw),
+                                mat(col, 0, k, len, len).t(),
+                                &mut tmp,
+                            );
+                            dst.iter_mut().zip(&tmp).for_each(|(d, &t)| *d += t);
+                        }
                     }
-                }
-            });
+                });
         }
         Tensor::from_vec(dw, wdims.to_vec())
     }
