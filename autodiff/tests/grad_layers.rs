@@ -201,3 +201,17 @@ fn conv2d_stride_padding_values() {
         vec![5.0, 10.0, 10.0, 20.0]
     );
 }
+
+/// An empty batch: the output is empty and the weight and bias gradients are zero.
+#[test]
+fn conv2d_empty_batch() {
+    let x = Var::leaf(Tensor::zeros([0, 2, 4, 4]));
+    let w = Var::leaf(Tensor::ones([3, 2, 3, 3]));
+    let b = Var::leaf(Tensor::ones([3]));
+    let y = x.conv2d(&w, Some(&b), (1, 1), (1, 1), (1, 1), 1).unwrap();
+    assert_eq!(y.dims(), &[0, 3, 4, 4]);
+    let g = y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(g.get(&x).unwrap().dims(), &[0, 2, 4, 4]);
+    assert_eq!(g.get(&w).unwrap().to_vec().unwrap(), vec![0.0; 54]);
+    assert_eq!(g.get(&b).unwrap().to_vec().unwrap(), vec![0.0; 3]);
+}

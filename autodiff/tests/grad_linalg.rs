@@ -107,3 +107,15 @@ fn vector_dot_gradient() {
     assert_eq!(g.get(&a).unwrap().to_vec().unwrap(), vec![4.0, 5.0, 6.0]);
     assert_eq!(g.get(&b).unwrap().to_vec().unwrap(), vec![1.0, 2.0, 3.0]);
 }
+
+/// Empty inner dim: the product is zeros and both gradients are empty.
+#[test]
+fn matmul_with_empty_inner_dim() {
+    let a = Var::leaf(Tensor::zeros([2, 0]));
+    let b = Var::leaf(Tensor::zeros([0, 3]));
+    let y = a.matmul(&b).unwrap();
+    assert_eq!(y.to_vec().unwrap(), vec![0.0; 6]);
+    let g = y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(g.get(&a).unwrap().dims(), &[2, 0]);
+    assert_eq!(g.get(&b).unwrap().dims(), &[0, 3]);
+}

@@ -184,15 +184,35 @@ pub fn dims(min_rank: usize, max_rank: usize, max_dim: usize) -> impl Strategy<V
     (min_rank..=max_rank).prop_flat_map(move |r| proptest::collection::vec(1..=max_dim, r))
 }
 
+/// Dims of rank `min_rank..=max_rank`, sizes `1..=max_dim` or (1 time in 10) 0.
+pub fn dims0(
+    min_rank: usize,
+    max_rank: usize,
+    max_dim: usize,
+) -> impl Strategy<Value = Vec<usize>> {
+    (min_rank..=max_rank).prop_flat_map(move |r| {
+        proptest::collection::vec(prop_oneof![1 => Just(0usize), 9 => 1..=max_dim], r)
+    })
+}
+
+/// A leaf of random dims, some of them 0 (empty tensors).
+pub fn any_leaf0(
+    min_rank: usize,
+    max_rank: usize,
+    max_dim: usize,
+) -> impl Strategy<Value = Tensor> {
+    dims0(min_rank, max_rank, max_dim).prop_flat_map(leaf)
+}
+
 /// A leaf of random dims (rank `min_rank..=max_rank`, sizes `1..=max_dim`).
 pub fn any_leaf(min_rank: usize, max_rank: usize, max_dim: usize) -> impl Strategy<Value = Tensor> {
     dims(min_rank, max_rank, max_dim).prop_flat_map(leaf)
 }
 
-/// Two leaves whose shapes broadcast together: `out` dims, the second operand with
+/// Two leaves whose shapes broadcast together (some dims may be 0): `out` dims, the second operand with
 /// some leading dims dropped and some dims set to 1 (either order).
 pub fn broadcast_pair(max_rank: usize, max_dim: usize) -> impl Strategy<Value = (Tensor, Tensor)> {
-    (dims(0, max_rank, max_dim), any::<bool>())
+    (dims0(0, max_rank, max_dim), any::<bool>())
         .prop_flat_map(|(d, swap)| (Just(d.clone()), tcommon::operand_dims(d), Just(swap)))
         .prop_flat_map(|(a, b, swap)| {
             let (a, b) = if swap { (b, a) } else { (a, b) };

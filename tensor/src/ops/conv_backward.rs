@@ -222,6 +222,7 @@ fn col2im_add(col: &[f32], g: &Conv2dGeom, p0: usize, len: usize, dx: &mut [f32]
                 let src = &col[row * len..(row + 1) * len];
                 row += 1;
                 let shift = (kx * g.dw) as isize - g.pw as isize;
+                let (lo, hi) = valid_range(shift, g.sw, w, ow);
                 let (mut p, mut d) = (p0, 0);
                 while d < len {
                     let (oy, ox0) = (p / ow, p % ow);
@@ -229,10 +230,19 @@ fn col2im_add(col: &[f32], g: &Conv2dGeom, p0: usize, len: usize, dx: &mut [f32]
                     let iy = (oy * g.sh + ky * g.dh) as isize - g.ph as isize;
                     if (0..h).contains(&iy) {
                         let dst = &mut dx[plane + iy as usize * w..plane + (iy as usize + 1) * w];
-                        for (j, &v) in src[d..d + seg].iter().enumerate() {
-                            let ix = ((ox0 + j) * g.sw) as isize + shift;
-                            if (0..w as isize).contains(&ix) {
-                                dst[ix as usize] += v;
+                        // Output columns ox0+a..ox0+b read real pixels (ox*sw + shift in 0..w).
+                        let a = lo.clamp(ox0, ox0 + seg) - ox0;
+                        let b = hi.clamp(ox0, ox0 + seg) - ox0;
+                        if a < b {
+                            let first = ((ox0 + a) * g.sw) as isize + shift;
+                            let vals = &src[d + a..d + b];
+                            if g.sw == 1 {
+                                let dst = &mut dst[first as usize..first as usize + vals.len()];
+                                dst.iter_mut().zip(vals).for_each(|(o, &v)| *o += v);
+                            } else {
+                                for (j, &v) in vals.iter().enumerate() {
+                                    dst[first as usize + j * g.sw] += v;
+                                }
                             }
                         }
                     }
@@ -242,4 +252,17 @@ fn col2im_add(col: &[f32], g: &Conv2dGeom, p0: usize, len: usize, dx: &mut [f32]
             }
         }
     }
+}
+
+/// Output columns `lo..hi` whose input column `ox*stride + shift` lies in `0..w`.
+fn valid_range(shift: isize, stride: usize, w: usize, ow: usize) -> (usize, usize) {
+    let s = stride as isize;
+    let lo = if shift >= 0 { 0 } else { (-shift + s - 1) / s };
+    let hi = if (w as isize) <= shift {
+        0
+    } else {
+        (w as isize - shift + s - 1) / s
+    };
+    let lo = (lo as usize).min(ow);
+    (lo, (hi as usize).clamp(lo, ow))
 }
