@@ -1,4 +1,4 @@
-//! Reverse-mode automatic differentiation over `tensor` ops (the autodiff lesson:
+//! Reverse-mode automatic differentiation over `tensor` ops (`lessons/04-backprop`:
 //! the course's backward pass written by hand, then made automatic).
 //!
 //! A [`Var`] wraps a [`Tensor`] value. Leaves are made with [`Var::leaf`] (requires
