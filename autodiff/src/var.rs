@@ -7,7 +7,7 @@
 //! parameters) and constants (`Var::constant`, data) have no `GradFn`; an op whose
 //! inputs are all constants, or that runs under [`crate::no_grad`], returns a
 //! constant too. The graph is immutable: backward reads it and never writes into
-//! it, so the same graph may be differentiated twice. Introduced with the
+//! it, so the same graph may be differentiated twice. Introduced in
 //! `lessons/04-backprop` (the course's "backward pass from scratch" notebook).
 //!
 //! Dropping a deep graph is iterative (see `Drop for Node`), so a chain of a
