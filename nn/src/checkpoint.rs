@@ -14,7 +14,8 @@
 //! | metadata `ema.updates` | the EMA's update count |
 //!
 //! Loading is strict: a missing, unexpected or misshapen model key fails with an
-//! error naming it, as does optimizer state for a parameter the model lacks.
+//! error naming it (checked before anything is changed), as does optimizer or EMA
+//! state for a parameter the model lacks.
 //!
 //! ```
 //! use nn::{load_checkpoint, save_checkpoint, ParamStore, Sgd, SgdConfig, TrainState};
@@ -176,6 +177,8 @@ pub fn load_checkpoint(
         epoch_samples: parse_usize("train.epoch_samples")?,
         epoch_correct: parse_usize("train.epoch_correct")?,
     };
+    let source = format!("{} (model.*)", path.display());
+    store.check_keys(&source, &model)?;
     optimizer
         .load_state(&opt)
         .map_err(|e| NnError::checkpoint(path, e.to_string()))?;
@@ -193,7 +196,6 @@ pub fn load_checkpoint(
         }
         None => {}
     }
-    let source = format!("{} (model.*)", path.display());
     store.load_checked(&source, &model, |k| Ok(file.get(&format!("model.{k}"))?))?;
     Ok(state)
 }

@@ -85,14 +85,9 @@ impl ParamStore {
         })
     }
 
-    /// Compare `available` (name, shape) with the model; if they match exactly,
-    /// read every tensor with `get` and then set them all.
-    pub(crate) fn load_checked(
-        &self,
-        source_name: &str,
-        available: &[(String, Vec<usize>)],
-        mut get: impl FnMut(&str) -> Result<Tensor>,
-    ) -> Result<()> {
+    /// Compare `available` (name, shape) with the model: an error listing every
+    /// missing, unexpected and misshapen key unless they match exactly.
+    pub fn check_keys(&self, source_name: &str, available: &[(String, Vec<usize>)]) -> Result<()> {
         let shapes: HashMap<&str, &[usize]> = available
             .iter()
             .map(|(k, s)| (k.as_str(), s.as_slice()))
@@ -125,6 +120,18 @@ impl ParamStore {
                 misshapen,
             });
         }
+        Ok(())
+    }
+
+    /// [`ParamStore::check_keys`], then read every tensor with `get` and set them all.
+    pub(crate) fn load_checked(
+        &self,
+        source_name: &str,
+        available: &[(String, Vec<usize>)],
+        mut get: impl FnMut(&str) -> Result<Tensor>,
+    ) -> Result<()> {
+        self.check_keys(source_name, available)?;
+        let params = self.params();
         let values = params
             .iter()
             .map(|p| get(p.name()))

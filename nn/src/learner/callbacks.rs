@@ -148,9 +148,9 @@ impl Callback for ProgressBar {
             Some(n) => indicatif::ProgressBar::with_draw_target(Some(n as u64), target),
             None => indicatif::ProgressBar::with_draw_target(None, target),
         };
-        if let Ok(style) = ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
-        ) {
+        if let Ok(style) =
+            ProgressStyle::with_template("{prefix} [{wide_bar}] {pos}/{len} {msg} eta {eta}")
+        {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_prefix(format!("epoch {}/{}", ctx.state.epoch + 1, ctx.epochs));
@@ -171,7 +171,7 @@ impl Callback for ProgressBar {
         if let Some(bar) = &self.bar {
             let rate = self.samples as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!(
-                "loss {:.4} | {rate:.0} samples/s | lr {:.2e}",
+                "loss {:.4}, {rate:.0} samples/s, lr {:.1e}",
                 self.loss_avg.unwrap_or(l),
                 b.lr
             ));
@@ -190,9 +190,26 @@ impl Callback for ProgressBar {
         Ok(())
     }
 
-    fn after_fit(&mut self, _ctx: &mut Ctx) -> Result<()> {
+    fn after_fit(&mut self, ctx: &mut Ctx) -> Result<()> {
+        // A bar still open means the run stopped inside an epoch.
         if let Some(bar) = self.bar.take() {
-            bar.abandon();
+            bar.finish_and_clear();
+            if self.print_epochs {
+                let total = ctx
+                    .batches_in_epoch
+                    .map_or("?".to_string(), |n| n.to_string());
+                let s = ctx.state;
+                let loss = self
+                    .loss_avg
+                    .map_or(String::new(), |l| format!(", loss {l:.4}"));
+                println!(
+                    "epoch {}/{}: stopped after batch {}/{total} (step {}){loss}",
+                    s.epoch + 1,
+                    ctx.epochs,
+                    s.batch,
+                    s.step
+                );
+            }
         }
         Ok(())
     }

@@ -269,6 +269,7 @@ impl<'a, B> Learner<'a, B> {
     fn fit_with(&mut self, epochs: usize, cbs: &mut [Box<dyn Callback + 'a>]) -> Result<FitReport> {
         let mut report = FitReport::default();
         let mut stop = hook(cbs, &mut self.ctx(epochs, None), |c, x| c.before_fit(x))?;
+        let mut last_total = None;
         while !stop && self.state.epoch < epochs {
             let started = Instant::now();
             self.store.train();
@@ -277,6 +278,7 @@ impl<'a, B> Learner<'a, B> {
                 (lo, Some(hi)) if lo == hi => Some(lo + self.state.batch),
                 _ => None,
             };
+            last_total = total;
             for _ in 0..self.state.batch {
                 if batches.next().transpose()?.is_none() {
                     break;
@@ -310,7 +312,9 @@ impl<'a, B> Learner<'a, B> {
             stop |= hook(cbs, &mut ctx, |c, x| c.after_epoch(x))?;
             report.stopped = stop && self.state.epoch < epochs;
         }
-        hook(cbs, &mut self.ctx(epochs, None), |c, x| c.after_fit(x))?;
+        hook(cbs, &mut self.ctx(epochs, last_total), |c, x| {
+            c.after_fit(x)
+        })?;
         Ok(report)
     }
 

@@ -106,7 +106,8 @@ impl Optimizer for AdamW {
         let w1 = (1.0 - c.beta1) as f32;
         let (beta2, w2) = (c.beta2 as f32, (1.0 - c.beta2) as f32);
         let eps = c.eps as f32;
-        for (p, mut v, g) in with_grads(&self.store, grads)? {
+        for item in with_grads(&self.store, grads) {
+            let (p, mut v, g) = item?;
             let n = v.len();
             let st = self.state.entry(p.id()).or_insert_with(|| Moments {
                 step: 0,

@@ -97,8 +97,12 @@ impl<O: Optimizer + ?Sized> Optimizer for Box<O> {
 /// A parameter with its value and gradient as vectors.
 pub(crate) type ParamGrad = (Param, Vec<f32>, Vec<f32>);
 
-/// The trainable parameters with a gradient, with (value, gradient) as vectors.
-pub(crate) fn with_grads(store: &ParamStore, grads: &Grads) -> Result<Vec<ParamGrad>> {
+/// The trainable parameters with a gradient, with (value, gradient) as vectors,
+/// copied out one parameter at a time.
+pub(crate) fn with_grads<'g>(
+    store: &ParamStore,
+    grads: &'g Grads,
+) -> impl Iterator<Item = Result<ParamGrad>> + 'g {
     store
         .trainable()
         .into_iter()
@@ -118,7 +122,6 @@ pub(crate) fn with_grads(store: &ParamStore, grads: &Grads) -> Result<Vec<ParamG
             }
             Ok((p, v, g))
         })
-        .collect()
 }
 
 /// Write `values` into `p` in its shape.

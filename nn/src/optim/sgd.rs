@@ -84,7 +84,8 @@ impl Optimizer for Sgd {
         }
         let (lr, wd, mom) = (c.lr as f32, c.weight_decay as f32, c.momentum as f32);
         let damp = (1.0 - c.dampening) as f32;
-        for (p, mut v, mut g) in with_grads(&self.store, grads)? {
+        for item in with_grads(&self.store, grads) {
+            let (p, mut v, mut g) = item?;
             if wd != 0.0 {
                 g.iter_mut().zip(&v).for_each(|(g, p)| *g += wd * p);
             }
