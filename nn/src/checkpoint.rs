@@ -13,6 +13,10 @@
 //! | metadata `optim.*` | `kind`, `lr`, betas, ..., `<param>.step` (exact decimal strings) |
 //! | metadata `ema.updates` | the EMA's update count |
 //!
+//! Generators are not saved: a resume is exact when the data order and any dropout
+//! masks are drawn from generators derived from the epoch (or step), as the
+//! learner's data factory `epoch -> batches` invites.
+//!
 //! Loading is strict: a missing, unexpected or misshapen model key fails with an
 //! error naming it (checked before anything is changed), as does optimizer or EMA
 //! state for a parameter the model lacks.
