@@ -152,9 +152,159 @@ def group_ops_layers() -> None:
     _write("ops_layers.safetensors", out, {})
 
 
+# ---- group: nn_optim ------------------------------------------------------------------
+
+# Golden values for the nn crate (nn/tests/optim_torch.rs), float32 unless noted:
+# - optimizers: for case NAME with params a (3, 4) and b (5,), NAME.{a,b}.p0 (initial),
+#   NAME.{a,b}.g{k} (the gradient fed at step k = 1..6) and NAME.{a,b}.p{k} (torch's value
+#   after step k); single-tensor code paths (foreach=False). NAME.lr / NAME.momentum (F64)
+#   are the lr and momentum/beta1 each step used when a OneCycleLR drives the optimizer.
+# - schedules: sched.NAME.lr and sched.NAME.momentum (F64): the value before scheduler
+#   step i, for i = 0..=total_steps (OneCycleLR) or 0..=n (CosineAnnealingLR).
+# - clip.{max1,max100}: three gradients, the total norm before clipping, the clipped ones.
+# - losses: cross_entropy and kl (diffusers' DiagonalGaussianDistribution.kl, batch mean)
+#   inputs, values and input gradients.
+# - attention: diffusers-style cross-attention and CLIP-style causal self-attention
+#   weights under their checkpoint names, inputs and outputs.
+# Every hyper-parameter is repeated in the Rust test; keep the two in step.
+NN_OPTIM_STEPS = 6
+
+
+def group_nn_optim() -> None:
+    torch.manual_seed(1234)
+    out: dict[str, torch.Tensor] = {}
+    opt_cases = {
+        "sgd_plain": lambda ps: torch.optim.SGD(ps, lr=0.1, foreach=False),
+        "sgd_momentum": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.01, foreach=False),
+        "sgd_nesterov": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.8, nesterov=True, foreach=False),
+        "sgd_dampening": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.5, dampening=0.3, foreach=False),
+        "adamw_default": lambda ps: torch.optim.AdamW(ps, foreach=False),
+        "adamw_custom": lambda ps: torch.optim.AdamW(
+            ps, lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1, foreach=False
+        ),
+        "adamw_onecycle": lambda ps: torch.optim.AdamW(ps, lr=1.0, weight_decay=0.01, foreach=False),
+        "sgd_onecycle": lambda ps: torch.optim.SGD(ps, lr=1.0, momentum=0.9, foreach=False),
+    }
+    onecycle_max = {"adamw_onecycle": 0.05, "sgd_onecycle": 0.2}
+    for name, make in opt_cases.items():
+        a = torch.randn(3, 4, requires_grad=True)
+        b = torch.randn(5, requires_grad=True)
+        out[f"{name}.a.p0"], out[f"{name}.b.p0"] = a.detach().clone(), b.detach().clone()
+        opt = make([a, b])
+        sched = None
+        if name in onecycle_max:
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=onecycle_max[name], total_steps=NN_OPTIM_STEPS)
+        lrs, moms = [], []
+        for k in range(1, NN_OPTIM_STEPS + 1):
+            for nm, p in (("a", a), ("b", b)):
+                g = torch.randn_like(p) * (1.0 + k)
+                p.grad = g
+                out[f"{name}.{nm}.g{k}"] = g.clone()
+            group = opt.param_groups[0]
+            lrs.append(group["lr"])
+            moms.append(group["betas"][0] if "betas" in group else group["momentum"])
+            opt.step()
+            if sched is not None:
+                sched.step()
+            out[f"{name}.a.p{k}"], out[f"{name}.b.p{k}"] = a.detach().clone(), b.detach().clone()
+        if sched is not None:
+            out[f"{name}.lr"] = torch.tensor(lrs, dtype=torch.float64)
+            out[f"{name}.momentum"] = torch.tensor(moms, dtype=torch.float64)
+
+    def record(name, opt, sched, n, key="betas"):
+        lrs, moms = [], []
+        for i in range(n + 1):
+            group = opt.param_groups[0]
+            lrs.append(group["lr"])
+            moms.append(group["betas"][0] if "betas" in group else group["momentum"])
+            if i < n:
+                opt.step()
+                sched.step()
+        out[f"sched.{name}.lr"] = torch.tensor(lrs, dtype=torch.float64)
+        out[f"sched.{name}.momentum"] = torch.tensor(moms, dtype=torch.float64)
+
+    lr_sched = torch.optim.lr_scheduler
+    dummy = lambda: [torch.zeros(1, requires_grad=True)]  # noqa: E731
+    opt = torch.optim.AdamW(dummy())
+    record("oc_default", opt, lr_sched.OneCycleLR(opt, max_lr=0.1, total_steps=100), 100)
+    opt = torch.optim.SGD(dummy(), lr=0.1, momentum=0.9)
+    s = lr_sched.OneCycleLR(
+        opt, max_lr=1.0, total_steps=37, pct_start=0.25, anneal_strategy="linear",
+        div_factor=10.0, final_div_factor=100.0, base_momentum=0.8, max_momentum=0.9,
+    )
+    record("oc_sgd_linear", opt, s, 37)
+    opt = torch.optim.AdamW(dummy())
+    record("oc_three", opt, lr_sched.OneCycleLR(opt, max_lr=0.3, total_steps=50, three_phase=True), 50)
+    opt = torch.optim.AdamW(dummy())
+    record("oc_tiny", opt, lr_sched.OneCycleLR(opt, max_lr=0.01, total_steps=7), 7)
+    opt = torch.optim.SGD(dummy(), lr=0.1, momentum=0.5)
+    record("cosine", opt, lr_sched.CosineAnnealingLR(opt, T_max=10, eta_min=0.001), 25)
+    opt = torch.optim.SGD(dummy(), lr=0.3)
+    record("cosine_zero", opt, lr_sched.CosineAnnealingLR(opt, T_max=7), 14)
+
+    for name, max_norm in (("max1", 1.0), ("max100", 100.0)):
+        ps = [torch.zeros(4, 3, requires_grad=True), torch.zeros(7, requires_grad=True), torch.zeros(2, 2, 2, requires_grad=True)]
+        for i, p in enumerate(ps):
+            p.grad = torch.randn_like(p)
+            out[f"clip.{name}.g{i}"] = p.grad.clone()
+        norm = torch.nn.utils.clip_grad_norm_(ps, max_norm, foreach=False)
+        out[f"clip.{name}.norm"] = norm.reshape(1).clone()
+        for i, p in enumerate(ps):
+            out[f"clip.{name}.clipped{i}"] = p.grad.clone()
+
+    logits = (torch.randn(6, 5) * 2).requires_grad_()
+    targets = torch.tensor([0, 4, 2, 2, 1, 3])
+    loss = F.cross_entropy(logits, targets)
+    loss.backward()
+    out["cross_entropy.logits"], out["cross_entropy.targets"] = logits.detach().clone(), targets.float()
+    out["cross_entropy.loss"], out["cross_entropy.grad"] = loss.detach().reshape(1), logits.grad.clone()
+    mean = torch.randn(3, 2, 4, 4).requires_grad_()
+    logvar = (torch.randn(3, 2, 4, 4) * 0.5).requires_grad_()
+    kl = (0.5 * torch.sum(mean.pow(2) + logvar.exp() - 1.0 - logvar, dim=[1, 2, 3])).mean()
+    kl.backward()
+    out["kl.mean"], out["kl.logvar"], out["kl.loss"] = mean.detach().clone(), logvar.detach().clone(), kl.detach().reshape(1)
+    out["kl.grad_mean"], out["kl.grad_logvar"] = mean.grad.clone(), logvar.grad.clone()
+
+    # diffusers Attention(query_dim=12, cross_attention_dim=10, heads=3, dim_head=4)
+    w = {
+        "xattn.to_q.weight": torch.randn(12, 12) * 0.3,
+        "xattn.to_k.weight": torch.randn(12, 10) * 0.3,
+        "xattn.to_v.weight": torch.randn(12, 10) * 0.3,
+        "xattn.to_out.0.weight": torch.randn(12, 12) * 0.3,
+        "xattn.to_out.0.bias": torch.randn(12) * 0.1,
+    }
+    x, ctx = torch.randn(2, 5, 12), torch.randn(2, 7, 10)
+
+    def heads(t, h):
+        bsz, n, d = t.shape
+        return t.reshape(bsz, n, h, d // h).transpose(1, 2)
+
+    q = heads(x @ w["xattn.to_q.weight"].T, 3)
+    k = heads(ctx @ w["xattn.to_k.weight"].T, 3)
+    v = heads(ctx @ w["xattn.to_v.weight"].T, 3)
+    o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(2, 5, 12)
+    out.update({f"attention.{k_}": v_ for k_, v_ in w.items()})
+    out["attention.xattn.x"], out["attention.xattn.context"] = x, ctx
+    out["attention.xattn.y"] = o @ w["xattn.to_out.0.weight"].T + w["xattn.to_out.0.bias"]
+    # CLIPAttention(embed_dim=8, heads=2) with a causal mask
+    w = {}
+    for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+        w[f"clip.{proj}.weight"] = torch.randn(8, 8) * 0.3
+        w[f"clip.{proj}.bias"] = torch.randn(8) * 0.1
+    x = torch.randn(1, 6, 8)
+    mask = torch.full((6, 6), float("-inf")).triu(1)
+    lin = lambda t, p: t @ w[f"clip.{p}.weight"].T + w[f"clip.{p}.bias"]  # noqa: E731
+    q, k, v = (heads(lin(x, p), 2) for p in ("q_proj", "k_proj", "v_proj"))
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(1, 6, 8)
+    out.update({f"attention.{k_}": v_ for k_, v_ in w.items()})
+    out["attention.clip.x"], out["attention.clip.mask"], out["attention.clip.y"] = x, mask, lin(o, "out_proj")
+    _write("nn_optim.safetensors", out, {})
+
+
 GROUPS = {
     "randn": group_randn,
     "ops_layers": group_ops_layers,
+    "nn_optim": group_nn_optim,
 }
 
 

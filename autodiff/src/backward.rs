@@ -60,6 +60,11 @@ impl Grads {
     pub fn remove(&mut self, var: &Var) -> Option<Tensor> {
         self.map.remove(&var.id())
     }
+    /// Set (or replace) the gradient of the leaf with id `id`, returning the old one:
+    /// gradient clipping and scaling write their results back here.
+    pub fn insert(&mut self, id: VarId, grad: Tensor) -> Option<Tensor> {
+        self.map.insert(id, grad)
+    }
     /// Number of leaves with a gradient.
     pub fn len(&self) -> usize {
         self.map.len()
