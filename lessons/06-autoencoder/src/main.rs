@@ -1,4 +1,4 @@
-//! `cargo run --release -p lesson-06-autoencoder [-- --epochs N --batches K]`: trains
+//! `cargo run --release -p lesson-06-autoencoder [-- --epochs N --batches K --beta B --out DIR]`: trains
 //! the VAE on Fashion-MNIST with a progress bar, writes `out/06-reconstructions.png`
 //! and `out/06-samples.png`, and prints the test-set reconstruction MSE.
 
@@ -29,6 +29,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let epochs: usize = value("--epochs").map_or(Ok(2), |v| v.parse())?;
     let batches: Option<usize> = value("--batches").map(|v| v.parse()).transpose()?;
+    let beta: f32 = value("--beta").map_or(Ok(TrainConfig::default().beta), |v| v.parse())?;
+    let out = value("--out").unwrap_or_else(|| "out".to_string());
 
     let data = FashionMnist::load()?;
     let (store, vae) = build(0, VaeConfig::default())?;
@@ -39,6 +41,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let cfg = TrainConfig {
         epochs,
         batches_per_epoch: batches,
+        beta,
         ..Default::default()
     };
     let t = Instant::now();
@@ -67,9 +70,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         t.elapsed().as_secs_f64()
     );
 
-    std::fs::create_dir_all("out")?;
+    std::fs::create_dir_all(&out)?;
     let grid = reconstruction_grid(&vae, &data.test, 8, 8)?;
-    save_image_unit("out/06-reconstructions.png", &grid)?;
+    save_image_unit(format!("{out}/06-reconstructions.png"), &grid)?;
     let mut rng = TorchGenerator::manual_seed(1);
     let s = samples(&vae, 64, &mut rng)?;
     let vals = s.to_vec()?;
@@ -83,9 +86,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         across_batch_variance(&s)?,
         across_batch_variance(&data.test.batch_tensor(&(0..64).collect::<Vec<_>>(), 2)?)?
     );
-    save_image_unit("out/06-samples.png", &image_grid(&s, 8, 8)?)?;
+    save_image_unit(format!("{out}/06-samples.png"), &image_grid(&s, 8, 8)?)?;
     println!(
-        "wrote out/06-reconstructions.png ({}x{}: input | reconstruction pairs) and out/06-samples.png (256x256)",
+        "wrote {out}/06-reconstructions.png ({}x{}: input | reconstruction pairs) and {out}/06-samples.png (256x256)",
         grid.dims()[2],
         grid.dims()[1]
     );
