@@ -76,7 +76,12 @@ pub fn cnn(vb: VarBuilder) -> Result<Sequential> {
         c_in = c;
     }
     seq.push(Flatten);
-    seq.push(Linear::new(vb.pp(2 * CNN_CHANNELS.len() + 1), c_in * 16, 10, true)?);
+    seq.push(Linear::new(
+        vb.pp(2 * CNN_CHANNELS.len() + 1),
+        c_in * 16,
+        10,
+        true,
+    )?);
     Ok(seq)
 }
 
@@ -186,7 +191,10 @@ pub fn batch_loss(model: &dyn Module, batch: &Batch) -> Result<BatchOutput> {
 /// `progress` shows a progress bar (and per-epoch lines).
 pub fn train(data: &FashionMnist, arch: Arch, recipe: Recipe, progress: bool) -> Result<RunReport> {
     let store = ParamStore::new();
-    let model = arch.build(VarBuilder::from_init(&store, WichmannHill::seed(recipe.seed)))?;
+    let model = arch.build(VarBuilder::from_init(
+        &store,
+        WichmannHill::seed(recipe.seed),
+    ))?;
     let opt = AdamW::new(
         &store,
         AdamWConfig {
@@ -209,7 +217,10 @@ pub fn train(data: &FashionMnist, arch: Arch, recipe: Recipe, progress: bool) ->
             Ok(Batches::new(train_set, bs)?.shuffled(&mut rng))
         },
     )
-    .schedule(OneCycle::new(recipe.max_lr, recipe.epochs * steps_per_epoch))
+    .schedule(OneCycle::new(
+        recipe.max_lr,
+        recipe.epochs * steps_per_epoch,
+    ))
     .callback(recorder.clone());
     if progress {
         learner = learner.callback(ProgressBar::new());

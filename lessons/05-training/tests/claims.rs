@@ -14,9 +14,14 @@ fn claim_1_mlp_reaches_85_percent_in_two_epochs() {
     let recipe = Recipe::default_for(Arch::Mlp);
     assert_eq!((recipe.epochs, recipe.batch_size), (2, 128));
     let r = train(&data(), Arch::Mlp, recipe, false).unwrap();
+    eprintln!("MLP: {r:?}");
     assert_eq!(r.steps, 2 * 469);
     assert!(r.train_loss[1] < r.train_loss[0], "{:?}", r.train_loss);
-    assert!(r.test_accuracy >= 0.85, "MLP test accuracy {}", r.test_accuracy);
+    assert!(
+        r.test_accuracy >= 0.85,
+        "MLP test accuracy {}",
+        r.test_accuracy
+    );
 }
 
 #[test]
@@ -24,8 +29,13 @@ fn claim_2_cnn_reaches_90_percent_in_three_epochs() {
     let recipe = Recipe::default_for(Arch::Cnn);
     assert_eq!((recipe.epochs, recipe.batch_size), (3, 128));
     let r = train(&data(), Arch::Cnn, recipe, false).unwrap();
+    eprintln!("CNN: {r:?}");
     assert_eq!(r.steps, 3 * 469);
-    assert!(r.test_accuracy >= 0.90, "CNN test accuracy {}", r.test_accuracy);
+    assert!(
+        r.test_accuracy >= 0.90,
+        "CNN test accuracy {}",
+        r.test_accuracy
+    );
 }
 
 #[test]
