@@ -1,7 +1,12 @@
 //! Tensor ops. Elementwise maps and zips with NumPy broadcasting, reductions and
 //! softmax (`unary`, `binary`, `reduce`, `softmax`); the layers diffusion models need
-//! (`conv`, `pool`, `resize`, `concat`, `index`, `norm`).
+//! (`conv`, `pool`, `resize`, `concat`, `index`, `norm`), flash attention
+//! (`attention`, with its materialising twin `attention_naive`), and the explicit
+//! SIMD math behind the fused kernels (`vmath`).
 
+pub mod attention;
+pub mod attention_naive;
+pub mod attention_tile;
 pub mod binary;
 pub mod concat;
 pub mod conv;
@@ -14,3 +19,6 @@ pub mod resize;
 pub mod softmax;
 pub mod strided;
 pub mod unary;
+pub mod vmath;
+#[cfg(target_arch = "x86_64")]
+pub mod vmath_x86;

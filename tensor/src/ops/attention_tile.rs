@@ -1,0 +1,309 @@
+//! The per-task steps of [`super::attention`]: one tile of `bq` queries of one batch
+//! item against all its keys, block by block (the UNet lesson's flash attention).
+//!
+//! Buffers (all in [`Scratch`], reused from task to task), with `nr` the
+//! micro-kernel width (32 on AVX-512) and `MR = 6`:
+//!
+//! - `qp`: `scale * Q^T`, packed as `nr`-query slivers: sliver `s`, depth chunk
+//!   starting at `pc` of length `kc`, is `kc x nr` at `bq * pc + s * kc * nr`.
+//! - `kp`: a block of keys as `MR`-key slivers: `kc x 6` at `BK * pc + t * kc * 6`.
+//! - `vp`: the block's values as `MR`-dim slivers: key `i`, dims `6u..6u+6` at
+//!   `u * BK * 6 + i * 6`.
+//! - `p`: the scores, then probabilities, of one query sliver `s` and one key block:
+//!   `BK x nr`, row `i` = key `k0 + i`, lane `j` = query `q0 + s * nr + j`. The kernel
+//!   tile for key sliver `t` is rows `6t..6t+6` of it: written in place, never copied.
+//! - `ot`: the accumulator `O^T` per query sliver: `dv6 x nr` at `s * dv6 * nr`.
+//! - `m`, `l`, `alpha`: running max, running sum and this block's rescale factor,
+//!   one per query.
+//!
+//! ```
+//! use tensor::ops::attention::{query_tile, scratch_floats};
+//! // (2, 8, 4096, 40) on AVX-512 (nr = 32), one thread: 512-query tasks, 262 KB each.
+//! let bq = query_tile(32, 4096, 16, 1);
+//! assert_eq!(bq, 512);
+//! assert_eq!(scratch_floats(40, 40, 32, bq) * 4, 262_400);
+//! // Cross-attention to 77 keys needs no more: the key block is at most 192 keys.
+//! assert_eq!(scratch_floats(40, 40, 32, bq), scratch_floats(40, 40, 32, 512));
+//! ```
+
+use super::attention::{batch_offset, BK, KC_ATT};
+use super::vmath::{dispatch, exp_v, Simd, SimdFn};
+use crate::matmul::kernels::{Kernel, MR, NR_MAX};
+use crate::tensor::Tensor;
+
+/// Read-only inputs shared by every task.
+pub(crate) struct TaskCtx<'a> {
+    pub kernel: Kernel,
+    pub q: (&'a [f32], &'a Tensor),
+    pub k: (&'a [f32], &'a Tensor),
+    pub v: (&'a [f32], &'a Tensor),
+    pub mask: Option<(&'a Tensor, &'a [f32])>,
+    pub scale: f32,
+    pub causal: bool,
+    /// Queries per task (a multiple of the kernel width).
+    pub bq: usize,
+    pub lk: usize,
+    pub d: usize,
+    pub dv: usize,
+}
+
+/// One task's buffers (see the module docs for their layouts).
+pub(crate) struct Scratch {
+    qp: Vec<f32>,
+    kp: Vec<f32>,
+    vp: Vec<f32>,
+    p: Vec<f32>,
+    ot: Vec<f32>,
+    m: Vec<f32>,
+    l: Vec<f32>,
+    alpha: Vec<f32>,
+    tile: Vec<f32>,
+}
+
+impl Scratch {
+    pub(crate) fn new(c: &TaskCtx<'_>) -> Scratch {
+        let bq = c.bq;
+        let dv6 = c.dv.div_ceil(MR) * MR;
+        Scratch {
+            qp: vec![0.0; bq * c.d],
+            kp: vec![0.0; BK * c.d],
+            vp: vec![0.0; BK * dv6],
+            p: vec![0.0; BK * c.kernel.nr()],
+            ot: vec![0.0; dv6 * bq],
+            m: vec![0.0; bq],
+            l: vec![0.0; bq],
+            alpha: vec![0.0; bq],
+            tile: vec![0.0; MR * NR_MAX],
+        }
+    }
+}
+
+/// Depth chunks `(pc, kc)` of a head dim `d`.
+fn chunks(d: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..d)
+        .step_by(KC_ATT)
+        .map(move |pc| (pc, KC_ATT.min(d - pc)))
+}
+
+/// The matrix of batch item `b` of a tensor `(.., rows, cols)`, read in place.
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    off: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    fn new(data: &'a [f32], t: &Tensor, b: usize) -> Mat<'a> {
+        let s = t.strides();
+        Mat {
+            data,
+            off: batch_offset(t, b),
+            rs: s[s.len() - 2],
+            cs: s[s.len() - 1],
+        }
+    }
+
+    #[inline(always)]
+    fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[self.off + i * self.rs + j * self.cs]
+    }
+
+    /// Columns `j..j + n` of row `i` as a slice, when they are adjacent.
+    #[inline(always)]
+    fn row(&self, i: usize, j: usize, n: usize) -> Option<&'a [f32]> {
+        (self.cs == 1 || n <= 1).then(|| &self.data[self.off + i * self.rs + j..][..n])
+    }
+}
+
+/// Attention for queries `q0..q0 + rows.len() / dv` of batch item `b`, written into
+/// `rows` (row-major `(nq, dv)`).
+pub(crate) fn run_task(c: &TaskCtx<'_>, s: &mut Scratch, b: usize, q0: usize, rows: &mut [f32]) {
+    let (nr, d, dv) = (c.kernel.nr(), c.d, c.dv);
+    let bq = c.bq;
+    let nq = rows.len() / dv;
+    let nsl = nq.div_ceil(nr);
+    let dv6 = dv.div_ceil(MR) * MR;
+    // scale * Q^T, zero past the last query.
+    let q = Mat::new(c.q.0, c.q.1, b);
+    s.qp.fill(0.0);
+    for (pc, kc) in chunks(d) {
+        for j in 0..nq {
+            let base = bq * pc + (j / nr) * kc * nr + j % nr;
+            for p in 0..kc {
+                s.qp[base + p * nr] = q.at(q0 + j, pc + p) * c.scale;
+            }
+        }
+    }
+    s.m.fill(f32::NEG_INFINITY);
+    s.l.fill(0.0);
+    s.ot.fill(0.0);
+    let kend = if c.causal { c.lk.min(q0 + nq) } else { c.lk };
+    let (k, v) = (Mat::new(c.k.0, c.k.1, b), Mat::new(c.v.0, c.v.1, b));
+    for k0 in (0..kend).step_by(BK) {
+        let nk = BK.min(kend - k0);
+        let nks = nk.div_ceil(MR);
+        // Keys as MR-key slivers (zero past the block), values as MR-dim slivers.
+        for (pc, kc) in chunks(d) {
+            for t in 0..nks {
+                let sl = &mut s.kp[BK * pc + t * kc * MR..][..kc * MR];
+                for r in 0..MR {
+                    let key = k0 + t * MR + r;
+                    if key >= k0 + nk {
+                        sl.iter_mut().skip(r).step_by(MR).for_each(|x| *x = 0.0);
+                    } else if let Some(row) = k.row(key, pc, kc) {
+                        for (x, &y) in sl.iter_mut().skip(r).step_by(MR).zip(row) {
+                            *x = y;
+                        }
+                    } else {
+                        for p in 0..kc {
+                            sl[p * MR + r] = k.at(key, pc + p);
+                        }
+                    }
+                }
+            }
+        }
+        for i in 0..nk {
+            match v.row(k0 + i, 0, dv) {
+                Some(row) => {
+                    for (sl, ch) in s.vp.chunks_exact_mut(BK * MR).zip(row.chunks(MR)) {
+                        sl[i * MR..i * MR + ch.len()].copy_from_slice(ch);
+                    }
+                }
+                None => {
+                    for (dim, x) in (0..dv).map(|dim| (dim, v.at(k0 + i, dim))) {
+                        s.vp[(dim / MR) * BK * MR + i * MR + dim % MR] = x;
+                    }
+                }
+            }
+        }
+        for sq in 0..nsl {
+            let qa = q0 + sq * nr; // first query of the sliver
+            let qn = nr.min(nq - sq * nr);
+            if c.causal && k0 > qa + qn - 1 {
+                continue; // every key of the block is after every query here
+            }
+            let p = &mut s.p[..BK * nr];
+            // Scores S^T = K (scale Q)^T, one 6 x nr kernel tile at a time.
+            if d == 0 {
+                p.fill(0.0); // an empty dot product
+            }
+            for t in 0..nks {
+                let dst = &mut p[t * MR * nr..][..MR * nr];
+                for (ci, (pc, kc)) in chunks(d).enumerate() {
+                    let a = &s.kp[BK * pc + t * kc * MR..][..kc * MR];
+                    let bsl = &s.qp[bq * pc + sq * kc * nr..][..kc * nr];
+                    if ci == 0 {
+                        c.kernel.run(kc, a, bsl, dst);
+                    } else {
+                        c.kernel.run(kc, a, bsl, &mut s.tile);
+                        for (x, &y) in dst.iter_mut().zip(s.tile.iter()) {
+                            *x += y;
+                        }
+                    }
+                }
+            }
+            let p = &mut p[..nk * nr];
+            add_mask(c, b, (qa, qn), k0, nr, p);
+            let lanes = sq * nr..(sq + 1) * nr;
+            dispatch(OnlineSoftmax {
+                p,
+                nr,
+                m: &mut s.m[lanes.clone()],
+                l: &mut s.l[lanes.clone()],
+                alpha: &mut s.alpha[lanes.clone()],
+            });
+            // O^T = alpha * O^T + V^T P^T, 6 dims x nr queries per kernel call.
+            let alpha = &s.alpha[lanes];
+            let ot = &mut s.ot[sq * dv6 * nr..][..dv6 * nr];
+            for (u, acc) in ot.chunks_exact_mut(MR * nr).enumerate() {
+                let a = &s.vp[u * BK * MR..][..nk * MR];
+                c.kernel.run(nk, a, p, &mut s.tile);
+                for (acc_row, t_row) in acc.chunks_exact_mut(nr).zip(s.tile.chunks_exact(nr)) {
+                    for ((o, &x), &al) in acc_row.iter_mut().zip(t_row).zip(alpha) {
+                        *o = *o * al + x;
+                    }
+                }
+            }
+        }
+    }
+    // O = O^T transposed back, divided by the softmax sums.
+    for (j, row) in rows.chunks_exact_mut(dv).enumerate() {
+        let (sq, lane) = (j / nr, j % nr);
+        let l = s.l[j];
+        let ot = &s.ot[sq * dv6 * nr..];
+        for (dim, o) in row.iter_mut().enumerate() {
+            *o = ot[dim * nr + lane] / l;
+        }
+    }
+}
+
+/// Add the mask and the causal `-inf`s to a block of scores `p` (`nk x nr`, lane `j`
+/// = query `qa + j` for `j < qn`, row `i` = key `k0 + i`).
+fn add_mask(
+    c: &TaskCtx<'_>,
+    b: usize,
+    (qa, qn): (usize, usize),
+    k0: usize,
+    nr: usize,
+    p: &mut [f32],
+) {
+    if let Some((mt, md)) = c.mask {
+        let m = Mat::new(md, mt, b);
+        for (i, row) in p.chunks_exact_mut(nr).enumerate() {
+            for (j, x) in row[..qn].iter_mut().enumerate() {
+                *x += m.at(qa + j, k0 + i);
+            }
+        }
+    }
+    if c.causal {
+        for (i, row) in p.chunks_exact_mut(nr).enumerate() {
+            let key = k0 + i;
+            for (j, x) in row[..qn].iter_mut().enumerate() {
+                if key > qa + j {
+                    *x = f32::NEG_INFINITY;
+                }
+            }
+        }
+    }
+}
+
+/// The online-softmax update for one block: with queries in the lanes,
+/// `m_new = max(m, max_i p[i])`, `alpha = exp(m - m_new)`, `p = exp(p - m_new)`,
+/// `l = alpha * l + sum_i p[i]`. While every score so far is `-inf` the reference
+/// max is 0 instead, so `exp(-inf - -inf)` never makes a NaN.
+struct OnlineSoftmax<'a> {
+    p: &'a mut [f32],
+    nr: usize,
+    m: &'a mut [f32],
+    l: &'a mut [f32],
+    alpha: &'a mut [f32],
+}
+
+impl SimdFn for OnlineSoftmax<'_> {
+    type Out = ();
+    #[inline(always)]
+    fn call<S: Simd>(self, s: S) {
+        let OnlineSoftmax { p, nr, m, l, alpha } = self;
+        let ninf = s.splat(f32::NEG_INFINITY);
+        for c in (0..nr).step_by(S::LANES) {
+            let m_old = s.load(&m[c..]);
+            let mut mx = m_old;
+            for row in p.chunks_exact(nr) {
+                mx = s.max(mx, s.load(&row[c..]));
+            }
+            let mref = s.select_gt(mx, ninf, mx, s.splat(0.0));
+            let a = exp_v(s, s.sub(m_old, mref));
+            let mut sum = s.splat(0.0);
+            for row in p.chunks_exact_mut(nr) {
+                let e = exp_v(s, s.sub(s.load(&row[c..]), mref));
+                s.store(e, &mut row[c..]);
+                sum = s.add(sum, e);
+            }
+            s.store(s.add(s.mul(s.load(&l[c..]), a), sum), &mut l[c..]);
+            s.store(mx, &mut m[c..]);
+            s.store(a, &mut alpha[c..]);
+        }
+    }
+}
