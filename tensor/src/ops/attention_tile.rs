@@ -27,7 +27,7 @@
 //! ```
 
 use super::attention::{batch_offset, BK, KC_ATT};
-use super::vmath::{dispatch, exp_v, Simd, SimdFn};
+use super::vmath::{dispatch, exp_fast_v, Simd, SimdFn};
 use crate::matmul::kernels::{Kernel, MR, NR_MAX};
 use crate::tensor::Tensor;
 
@@ -119,7 +119,30 @@ impl<'a> Mat<'a> {
 
 /// Attention for queries `q0..q0 + rows.len() / dv` of batch item `b`, written into
 /// `rows` (row-major `(nq, dv)`).
+/// The whole task runs inside [`dispatch`], so its loops are compiled for the
+/// widest vector ISA (the micro-kernel is chosen separately, by `c.kernel`).
 pub(crate) fn run_task(c: &TaskCtx<'_>, s: &mut Scratch, b: usize, q0: usize, rows: &mut [f32]) {
+    dispatch(Task { c, s, b, q0, rows })
+}
+
+struct Task<'a, 'b> {
+    c: &'a TaskCtx<'b>,
+    s: &'a mut Scratch,
+    b: usize,
+    q0: usize,
+    rows: &'a mut [f32],
+}
+
+impl SimdFn for Task<'_, '_> {
+    type Out = ();
+    #[inline(always)]
+    fn call<S: Simd>(self, simd: S) {
+        task(simd, self.c, self.s, self.b, self.q0, self.rows)
+    }
+}
+
+#[inline(always)]
+fn task<S: Simd>(simd: S, c: &TaskCtx<'_>, s: &mut Scratch, b: usize, q0: usize, rows: &mut [f32]) {
     let (nr, d, dv) = (c.kernel.nr(), c.d, c.dv);
     let bq = c.bq;
     let nq = rows.len() / dv;
@@ -144,40 +167,8 @@ pub(crate) fn run_task(c: &TaskCtx<'_>, s: &mut Scratch, b: usize, q0: usize, ro
     for k0 in (0..kend).step_by(BK) {
         let nk = BK.min(kend - k0);
         let nks = nk.div_ceil(MR);
-        // Keys as MR-key slivers (zero past the block), values as MR-dim slivers.
-        for (pc, kc) in chunks(d) {
-            for t in 0..nks {
-                let sl = &mut s.kp[BK * pc + t * kc * MR..][..kc * MR];
-                for r in 0..MR {
-                    let key = k0 + t * MR + r;
-                    if key >= k0 + nk {
-                        sl.iter_mut().skip(r).step_by(MR).for_each(|x| *x = 0.0);
-                    } else if let Some(row) = k.row(key, pc, kc) {
-                        for (x, &y) in sl.iter_mut().skip(r).step_by(MR).zip(row) {
-                            *x = y;
-                        }
-                    } else {
-                        for p in 0..kc {
-                            sl[p * MR + r] = k.at(key, pc + p);
-                        }
-                    }
-                }
-            }
-        }
-        for i in 0..nk {
-            match v.row(k0 + i, 0, dv) {
-                Some(row) => {
-                    for (sl, ch) in s.vp.chunks_exact_mut(BK * MR).zip(row.chunks(MR)) {
-                        sl[i * MR..i * MR + ch.len()].copy_from_slice(ch);
-                    }
-                }
-                None => {
-                    for (dim, x) in (0..dv).map(|dim| (dim, v.at(k0 + i, dim))) {
-                        s.vp[(dim / MR) * BK * MR + i * MR + dim % MR] = x;
-                    }
-                }
-            }
-        }
+        pack_keys(&k, k0, nk, d, &mut s.kp);
+        pack_values(&v, k0, nk, dv, &mut s.vp);
         for sq in 0..nsl {
             let qa = q0 + sq * nr; // first query of the sliver
             let qn = nr.min(nq - sq * nr);
@@ -207,13 +198,14 @@ pub(crate) fn run_task(c: &TaskCtx<'_>, s: &mut Scratch, b: usize, q0: usize, ro
             let p = &mut p[..nk * nr];
             add_mask(c, b, (qa, qn), k0, nr, p);
             let lanes = sq * nr..(sq + 1) * nr;
-            dispatch(OnlineSoftmax {
+            OnlineSoftmax {
                 p,
                 nr,
                 m: &mut s.m[lanes.clone()],
                 l: &mut s.l[lanes.clone()],
                 alpha: &mut s.alpha[lanes.clone()],
-            });
+            }
+            .call(simd);
             // O^T = alpha * O^T + V^T P^T, 6 dims x nr queries per kernel call.
             let alpha = &s.alpha[lanes];
             let ot = &mut s.ot[sq * dv6 * nr..][..dv6 * nr];
@@ -235,6 +227,70 @@ pub(crate) fn run_task(c: &TaskCtx<'_>, s: &mut Scratch, b: usize, q0: usize, ro
         let ot = &s.ot[sq * dv6 * nr..];
         for (dim, o) in row.iter_mut().enumerate() {
             *o = ot[dim * nr + lane] / l;
+        }
+    }
+}
+
+/// Keys `k0..k0 + nk` as `MR`-key slivers, zero past `nk` (layout in the module docs).
+fn pack_keys(k: &Mat<'_>, k0: usize, nk: usize, d: usize, kp: &mut [f32]) {
+    for (pc, kc) in chunks(d) {
+        for t in 0..nk.div_ceil(MR) {
+            let sl = &mut kp[BK * pc + t * kc * MR..][..kc * MR];
+            let keys = MR.min(nk - t * MR);
+            let rows: [Option<&[f32]>; MR] = std::array::from_fn(|r| {
+                (r < keys).then(|| k.row(k0 + t * MR + r, pc, kc)).flatten()
+            });
+            if rows.iter().all(Option::is_some) {
+                // Six whole rows with adjacent columns: a 6 x kc transpose.
+                let rows: [&[f32]; MR] = std::array::from_fn(|r| rows[r].unwrap_or(&[]));
+                for (p, col) in sl.chunks_exact_mut(MR).enumerate() {
+                    for (x, row) in col.iter_mut().zip(rows) {
+                        *x = row[p];
+                    }
+                }
+            } else {
+                for (p, col) in sl.chunks_exact_mut(MR).enumerate() {
+                    for (r, x) in col.iter_mut().enumerate() {
+                        let key = t * MR + r;
+                        *x = if key < nk {
+                            k.at(k0 + key, pc + p)
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Values `k0..k0 + nk` as `MR`-dim slivers, zero past `dv` (layout in the module docs).
+fn pack_values(v: &Mat<'_>, k0: usize, nk: usize, dv: usize, vp: &mut [f32]) {
+    let whole = dv / MR;
+    for i in 0..nk {
+        match v.row(k0 + i, 0, dv) {
+            Some(row) => {
+                let mut slivers = vp.chunks_exact_mut(BK * MR);
+                // (Chunks first: a zip drops the item of its first iterator when
+                // the second one runs out.)
+                for (ch, sl) in row.chunks_exact(MR).zip(&mut slivers) {
+                    sl[i * MR..][..MR].copy_from_slice(ch);
+                }
+                if let Some(sl) = slivers.next() {
+                    let rest = &row[whole * MR..];
+                    let dst = &mut sl[i * MR..][..MR];
+                    dst[..rest.len()].copy_from_slice(rest);
+                    dst[rest.len()..].fill(0.0);
+                }
+            }
+            None => {
+                for (u, sl) in vp.chunks_exact_mut(BK * MR).enumerate() {
+                    for (r, x) in sl[i * MR..][..MR].iter_mut().enumerate() {
+                        let dim = u * MR + r;
+                        *x = if dim < dv { v.at(k0 + i, dim) } else { 0.0 };
+                    }
+                }
+            }
         }
     }
 }
@@ -294,10 +350,10 @@ impl SimdFn for OnlineSoftmax<'_> {
                 mx = s.max(mx, s.load(&row[c..]));
             }
             let mref = s.select_gt(mx, ninf, mx, s.splat(0.0));
-            let a = exp_v(s, s.sub(m_old, mref));
+            let a = exp_fast_v(s, s.sub(m_old, mref));
             let mut sum = s.splat(0.0);
             for row in p.chunks_exact_mut(nr) {
-                let e = exp_v(s, s.sub(s.load(&row[c..]), mref));
+                let e = exp_fast_v(s, s.sub(s.load(&row[c..]), mref));
                 s.store(e, &mut row[c..]);
                 sum = s.add(sum, e);
             }

@@ -25,7 +25,7 @@ use super::vmath::{Simd, SimdFn, ROUND};
 #[derive(Clone, Copy, Debug)]
 pub struct Avx512(());
 
-/// Proof that the CPU reported AVX2 (only [`Avx2::detect`] makes one).
+/// Proof that the CPU reported AVX2 and FMA (only [`Avx2::detect`] makes one).
 #[derive(Clone, Copy, Debug)]
 pub struct Avx2(());
 
@@ -37,7 +37,7 @@ impl Avx512 {
 
 impl Avx2 {
     pub fn detect() -> Option<Avx2> {
-        is_x86_feature_detected!("avx2").then_some(Avx2(()))
+        (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")).then_some(Avx2(()))
     }
 }
 
@@ -52,14 +52,14 @@ pub(super) fn run_avx512<F: SimdFn>(t: Avx512, f: F) -> F::Out {
     unsafe { inner(t, f) }
 }
 
-/// Run `f` in a function compiled with AVX2.
+/// Run `f` in a function compiled with AVX2 and FMA.
 #[inline]
 pub(super) fn run_avx2<F: SimdFn>(t: Avx2, f: F) -> F::Out {
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     fn inner<F: SimdFn>(t: Avx2, f: F) -> F::Out {
         f.call(t)
     }
-    // SAFETY: the token exists only if the CPU reported AVX2.
+    // SAFETY: the token exists only if the CPU reported AVX2 and FMA.
     unsafe { inner(t, f) }
 }
 
@@ -158,6 +158,14 @@ impl Simd for Avx512 {
             (_mm512_castsi512_ps(s1), _mm512_castsi512_ps(s2))
         }
     }
+    #[inline(always)]
+    fn mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    fn pow2n(self, p: __m512, n: __m512, _big: __m512) -> __m512 {
+        unsafe { _mm512_scalef_ps(p, n) }
+    }
 }
 
 impl Simd for Avx2 {
@@ -238,5 +246,9 @@ impl Simd for Avx2 {
             let s2 = _mm256_slli_epi32::<23>(_mm256_add_epi32(n2, bias));
             (_mm256_castsi256_ps(s1), _mm256_castsi256_ps(s2))
         }
+    }
+    #[inline(always)]
+    fn mul_add(self, a: __m256, b: __m256, c: __m256) -> __m256 {
+        unsafe { _mm256_fmadd_ps(a, b, c) }
     }
 }
