@@ -7,12 +7,14 @@
 pub mod attention;
 pub mod attention_naive;
 pub mod attention_tile;
+pub mod bias_act;
 pub mod binary;
 pub mod concat;
 pub mod conv;
 pub mod conv_naive;
 pub mod index;
 pub mod norm;
+pub mod norm_naive;
 pub mod pool;
 pub mod reduce;
 pub mod resize;
