@@ -125,6 +125,25 @@ fn many_query_tiles_and_key_blocks() {
     );
     check(&q, &k, &v, None, false, "tiles");
     check(&q, &k, &v, None, true, "tiles causal");
+    // On 3 threads the queries are cut into smaller tiles: the same values.
+    let one = q
+        .scaled_dot_product_attention(&k, &v, None, None, true)
+        .unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    let three = pool.install(|| {
+        q.scaled_dot_product_attention(&k, &v, None, None, true)
+            .unwrap()
+    });
+    assert_close(
+        &three.to_vec().unwrap(),
+        &one.to_vec().unwrap(),
+        1e-6,
+        1e-6,
+        "3 threads",
+    );
 }
 
 #[test]

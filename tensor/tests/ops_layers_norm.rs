@@ -155,6 +155,13 @@ fn sd_sized_group_norm_matches_its_twin() {
         .to_vec()
         .unwrap();
     assert_close(&got, &silu, 2e-6, 2e-6, "group_norm_silu");
+    // The same on 3 threads (the parallel split into whole groups).
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    let got3 = pool.install(|| x.group_norm_silu(32, Some(&w), Some(&b), 1e-6).unwrap());
+    assert_eq!(got3.to_vec().unwrap(), got);
     let y = make(&[3, 77, 320], Kind::Permuted, 10);
     let want = y
         .layer_norm_naive(&[320], Some(&w), Some(&b), 1e-5)
@@ -167,6 +174,8 @@ fn sd_sized_group_norm_matches_its_twin() {
         .to_vec()
         .unwrap();
     assert_close(&got, &want, 2e-6, 2e-6, "layer_norm");
+    let got3 = pool.install(|| y.layer_norm(&[320], Some(&w), Some(&b), 1e-5).unwrap());
+    assert_eq!(got3.to_vec().unwrap(), got);
 }
 
 #[test]

@@ -8,8 +8,9 @@ mod common;
 
 use common::{any_tensor, err_of, same};
 use proptest::prelude::*;
+use tensor::ops::act_slice::{act_slice_on, exp_fast_slice_on, Pre};
 use tensor::ops::unary::{exp, UnaryOp};
-use tensor::ops::vmath::{act_slice_on, exp_fast_slice_on, has_vector_form, Pre, Scalar, Simd};
+use tensor::ops::vmath::{has_vector_form, Scalar, Simd};
 use tensor::Tensor;
 
 /// Inputs: a dense sweep of [-110, 100] (exp's whole range, erf's both branches and
@@ -207,4 +208,42 @@ proptest! {
             prop_assert!(same(*g, w), "{:?}: {} vs {}", op, g, w);
         }
     }
+}
+
+#[test]
+fn large_inputs_split_over_threads_give_the_same_bits() {
+    // 3 threads whatever the machine has, and inputs above the parallel thresholds,
+    // so the chunked (and never-zeroed) output paths run.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let x = Tensor::from_vec(
+            common::Fill::Uniform(6.0).values(3 * 70_001, 5),
+            [3, 70_001],
+        )
+        .unwrap();
+        let xv = x.to_vec().unwrap();
+        for op in [UnaryOp::Silu, UnaryOp::Gelu, UnaryOp::Exp, UnaryOp::Sigmoid] {
+            let y = x.unary(op).unwrap().to_vec().unwrap();
+            assert!(
+                xv.iter().zip(&y).all(|(&a, &b)| same(b, op.apply(a))),
+                "{}",
+                op.name()
+            );
+        }
+        let b = Tensor::from_vec(common::values(70_001, 6), [70_001]).unwrap();
+        let got = x
+            .add_bias_act(&b, Some(UnaryOp::Gelu))
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        let want = x
+            .add_bias_act_naive(&b, Some(UnaryOp::Gelu))
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        assert!(got.iter().zip(&want).all(|(&g, &w)| same(g, w)));
+    });
 }

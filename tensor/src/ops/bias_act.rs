@@ -4,7 +4,7 @@
 //!
 //! Unfused, `x.add(&bias)?.gelu()?` reads and writes the whole tensor twice; here
 //! each row is read once, the bias added in registers, the activation applied on
-//! the lanes ([`vmath::act_slice`], AVX-512 / AVX2) and the result stored once. The
+//! the lanes ([`act_slice_uninit`], AVX-512 / AVX2) and the result stored once. The
 //! values are bit for bit those of the unfused pair, [`Tensor::add_bias_act_naive`].
 //!
 //! ```
@@ -18,13 +18,15 @@
 //! assert!((g[0] + 0.158_655_26).abs() < 1e-7); // gelu(-1)
 //! ```
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::error::{Result, TensorError};
+use crate::ops::act_slice::{act_slice_uninit, vec_uninit, Pre};
 use crate::ops::norm::contiguous_data;
 use crate::ops::strided::PAR_MIN_ELEMS;
 use crate::ops::unary::UnaryOp;
-use crate::ops::vmath::{self, Pre};
 use crate::tensor::Tensor;
 
 fn check(x: &Tensor, bias: &Tensor) -> Result<usize> {
@@ -50,21 +52,26 @@ impl Tensor {
         let x = self.contiguous()?;
         let b = bias.contiguous()?;
         let (src, b) = (contiguous_data(&x)?, contiguous_data(&b)?);
-        let mut out = vec![0.0f32; src.len()];
-        if n == 0 || out.is_empty() {
-            return Tensor::from_vec(out, x.dims().to_vec());
+        if n == 0 || src.is_empty() {
+            return Tensor::from_vec(vec![0.0; src.len()], x.dims().to_vec());
         }
-        let one = |d: &mut [f32], s: &[f32]| vmath::act_slice(act, Pre::Add(b), s, d);
-        if out.len() >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1 {
-            out.par_chunks_mut(n)
-                .zip(src.par_chunks(n))
-                .with_min_len((PAR_MIN_ELEMS / 4).div_ceil(n))
-                .for_each(|(d, s)| one(d, s));
-        } else {
-            out.chunks_mut(n)
-                .zip(src.chunks(n))
-                .for_each(|(d, s)| one(d, s));
-        }
+        let task = (PAR_MIN_ELEMS / 4).div_ceil(n) * n;
+        let fill = |out: &mut [MaybeUninit<f32>]| {
+            let rows = |d: &mut [MaybeUninit<f32>], s: &[f32]| {
+                for (d, s) in d.chunks_mut(n).zip(s.chunks(n)) {
+                    act_slice_uninit(act, Pre::Add(b), s, d);
+                }
+            };
+            if src.len() >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1 {
+                out.par_chunks_mut(task)
+                    .zip(src.par_chunks(task))
+                    .for_each(|(d, s)| rows(d, s));
+            } else {
+                rows(out, src);
+            }
+        };
+        // SAFETY: the rows cover `out` exactly and `act_slice_uninit` writes each.
+        let out = unsafe { vec_uninit(src.len(), fill) };
         Tensor::from_vec(out, x.dims().to_vec())
     }
 

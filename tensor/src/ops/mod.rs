@@ -4,6 +4,7 @@
 //! (`attention`, with its materialising twin `attention_naive`), and the explicit
 //! SIMD math behind the fused kernels (`vmath`).
 
+pub mod act_slice;
 pub mod attention;
 pub mod attention_naive;
 pub mod attention_tile;

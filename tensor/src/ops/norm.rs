@@ -16,7 +16,7 @@
 //! floats, 160 KB for SD's `(2, 320, 64, 64)`) is read from memory once and stays in
 //! L2 for the statistics (mean, then the mean squared deviation, both summed in f64
 //! over 16 lanes) and for the output pass. The output pass is f32 SIMD
-//! ([`vmath::act_slice`] with [`Pre::Norm`]): the f64 mean is carried as two floats
+//! ([`act_run`] with [`PNorm`], into an output that is never zeroed first): the f64 mean is carried as two floats
 //! `hi + lo`, and `(x - hi) - lo` is exact to f32 rounding even when `x` sits far from
 //! zero (`x - hi` is exact when `x` and `hi` are close), so a large common offset
 //! cancels nothing away. The activation, if any, runs on the lanes before they are
@@ -40,8 +40,11 @@
 use rayon::prelude::*;
 
 use crate::error::{Result, TensorError};
-use crate::ops::unary::UnaryOp;
-use crate::ops::vmath::{self, Pre, Simd, SimdFn};
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+
+use crate::ops::act_slice::{act_run, vec_uninit, Act, NoAct, PNorm, PNormAffine, SiluAct};
+use crate::ops::vmath::{self, Simd, SimdFn};
 use crate::tensor::Tensor;
 
 /// Elements per rayon task, so tiny rows are not scheduled one by one.
@@ -139,55 +142,126 @@ pub(crate) fn check_eps(op: &'static str, eps: f64) -> Result<()> {
     }
 }
 
-/// Mean and variance (biased) of `xs`, two passes, summed in f64 over 16 lanes.
-struct Moments<'a>(&'a [f32]);
-
-impl SimdFn for Moments<'_> {
-    type Out = (f64, f64);
-    #[inline(always)]
-    fn call<S: Simd>(self, _: S) -> (f64, f64) {
-        let xs = self.0;
-        let n = xs.len().max(1) as f64;
-        let mut lanes = [0.0f64; 16];
-        let mut chunks = xs.chunks_exact(16);
-        for c in &mut chunks {
-            for (l, &v) in lanes.iter_mut().zip(c) {
-                *l += v as f64;
-            }
+/// Mean and variance (biased) of `xs`, two passes, summed in f64 over 16 lanes
+/// (inlined into the kernels below, so it runs on their vector width).
+#[inline(always)]
+fn moments(xs: &[f32]) -> (f64, f64) {
+    let n = xs.len().max(1) as f64;
+    let mut lanes = [0.0f64; 16];
+    let mut chunks = xs.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += v as f64;
         }
-        let rest: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
-        let mean = (lanes.iter().sum::<f64>() + rest) / n;
-        let mut lanes = [0.0f64; 16];
-        let mut chunks = xs.chunks_exact(16);
-        for c in &mut chunks {
-            for (l, &v) in lanes.iter_mut().zip(c) {
-                let d = v as f64 - mean;
-                *l += d * d;
-            }
-        }
-        let rest: f64 = chunks
-            .remainder()
-            .iter()
-            .map(|&v| (v as f64 - mean).powi(2))
-            .sum();
-        (mean, (lanes.iter().sum::<f64>() + rest) / n)
     }
+    let rest: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
+    let mean = (lanes.iter().sum::<f64>() + rest) / n;
+    let mut lanes = [0.0f64; 16];
+    let mut chunks = xs.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            let d = v as f64 - mean;
+            *l += d * d;
+        }
+    }
+    let rest: f64 = chunks
+        .remainder()
+        .iter()
+        .map(|&v| (v as f64 - mean).powi(2))
+        .sum();
+    (mean, (lanes.iter().sum::<f64>() + rest) / n)
 }
 
 /// `(hi, lo, rstd)`: the f64 mean as two floats and `1 / sqrt(var + eps)`.
+#[inline(always)]
 fn stats(xs: &[f32], eps: f64) -> (f32, f32, f64) {
-    let (mean, var) = vmath::dispatch(Moments(xs));
+    let (mean, var) = moments(xs);
     let hi = mean as f32;
     (hi, (mean - hi as f64) as f32, 1.0 / (var + eps).sqrt())
 }
 
-fn group_norm_impl(
+/// Whole groups of a group norm: `src` and `dst` start at group `g0` (counted over
+/// samples and groups) and hold a whole number of `cg * spatial` blocks.
+struct Groups<'a, A> {
+    src: &'a [f32],
+    dst: &'a mut [MaybeUninit<f32>],
+    g0: usize,
+    num_groups: usize,
+    cg: usize,
+    spatial: usize,
+    w: Option<&'a [f32]>,
+    b: Option<&'a [f32]>,
+    eps: f64,
+    act: PhantomData<A>,
+}
+
+impl<A: Act> SimdFn for Groups<'_, A> {
+    type Out = ();
+    #[inline(always)]
+    fn call<S: Simd>(self, s: S) {
+        let (cg, spatial) = (self.cg, self.spatial);
+        let block = cg * spatial;
+        for (k, (dst, src)) in self
+            .dst
+            .chunks_mut(block)
+            .zip(self.src.chunks(block))
+            .enumerate()
+        {
+            let (hi, lo, rstd) = stats(src, self.eps);
+            let c0 = ((self.g0 + k) % self.num_groups) * cg;
+            for (ci, (d, x)) in dst.chunks_mut(spatial).zip(src.chunks(spatial)).enumerate() {
+                let pre = PNorm {
+                    hi,
+                    lo,
+                    scale: (rstd * self.w.map_or(1.0, |w| w[c0 + ci] as f64)) as f32,
+                    shift: self.b.map_or(0.0, |b| b[c0 + ci]),
+                };
+                act_run::<S, A, _, _>(s, pre, x, d);
+            }
+        }
+    }
+}
+
+/// Whole rows of a layer norm.
+struct Rows<'a> {
+    src: &'a [f32],
+    dst: &'a mut [MaybeUninit<f32>],
+    row: usize,
+    w: &'a [f32],
+    b: &'a [f32],
+    eps: f64,
+}
+
+impl SimdFn for Rows<'_> {
+    type Out = ();
+    #[inline(always)]
+    fn call<S: Simd>(self, s: S) {
+        for (dst, src) in self.dst.chunks_mut(self.row).zip(self.src.chunks(self.row)) {
+            let (hi, lo, rstd) = stats(src, self.eps);
+            let pre = PNormAffine {
+                hi,
+                lo,
+                rstd: rstd as f32,
+                weight: &self.w[..src.len()],
+                bias: &self.b[..src.len()],
+            };
+            act_run::<S, NoAct, _, _>(s, pre, src, dst);
+        }
+    }
+}
+
+/// Split `n` items of `item` floats into tasks of at least `MIN_TASK` floats.
+fn per_task(item: usize) -> usize {
+    MIN_TASK.div_ceil(item.max(1)).max(1)
+}
+
+/// Group norm followed by the activation `A` (`NoAct` for none).
+fn group_norm_impl<A: Act>(
     x: &Tensor,
     num_groups: usize,
     weight: Option<&Tensor>,
     bias: Option<&Tensor>,
     eps: f64,
-    act: Option<UnaryOp>,
 ) -> Result<Tensor> {
     let (w, b, c, spatial) = check_group_norm(x, num_groups, weight, bias, eps)?;
     let w = w.as_ref().map(contiguous_data).transpose()?;
@@ -196,37 +270,39 @@ fn group_norm_impl(
     let block = cg * spatial;
     let x = x.contiguous()?;
     let data = contiguous_data(&x)?;
-    let mut out = vec![0.0f32; data.len()];
     if block == 0 {
-        return Tensor::from_vec(out, x.dims().to_vec());
+        return Tensor::from_vec(vec![0.0; data.len()], x.dims().to_vec());
     }
-    let one_group = |idx: usize, dst: &mut [f32], src: &[f32]| {
-        let (hi, lo, rstd) = stats(src, eps);
-        let c0 = (idx % num_groups) * cg;
-        for (ci, (d, s)) in dst.chunks_mut(spatial).zip(src.chunks(spatial)).enumerate() {
-            let pre = Pre::Norm {
-                hi,
-                lo,
-                scale: (rstd * w.map_or(1.0, |w| w[c0 + ci] as f64)) as f32,
-                shift: b.map_or(0.0, |b| b[c0 + ci]),
-            };
-            vmath::act_slice(act, pre, s, d);
+    let task = per_task(block) * block;
+    let run = |g0: usize, src: &[f32], dst: &mut [MaybeUninit<f32>]| {
+        vmath::dispatch(Groups::<A> {
+            src,
+            dst,
+            g0,
+            num_groups,
+            cg,
+            spatial,
+            w,
+            b,
+            eps,
+            act: PhantomData,
+        })
+    };
+    let fill = |out: &mut [MaybeUninit<f32>]| {
+        if data.len() > task && rayon::current_num_threads() > 1 {
+            out.par_chunks_mut(task)
+                .zip(data.par_chunks(task))
+                .enumerate()
+                .for_each(|(t, (dst, src))| run(t * (task / block), src, dst));
+        } else {
+            run(0, data, out);
         }
     };
-    if data.len() >= MIN_TASK && rayon::current_num_threads() > 1 {
-        out.par_chunks_mut(block)
-            .zip(data.par_chunks(block))
-            .enumerate()
-            .with_min_len(MIN_TASK.div_ceil(block))
-            .for_each(|(idx, (dst, src))| one_group(idx, dst, src));
-    } else {
-        for (idx, (dst, src)) in out.chunks_mut(block).zip(data.chunks(block)).enumerate() {
-            one_group(idx, dst, src);
-        }
-    }
+    // SAFETY: the chunks cover `out` exactly (`data.len()` is a multiple of `block`,
+    // and every block is written channel by channel, element by element).
+    let out = unsafe { vec_uninit(data.len(), fill) };
     Tensor::from_vec(out, x.dims().to_vec())
 }
-
 impl Tensor {
     /// Group normalisation (`torch.nn.functional.group_norm`): `(N, C, *)` -> same.
     pub fn group_norm(
@@ -236,7 +312,7 @@ impl Tensor {
         bias: Option<&Tensor>,
         eps: f64,
     ) -> Result<Tensor> {
-        group_norm_impl(self, num_groups, weight, bias, eps, None)
+        group_norm_impl::<NoAct>(self, num_groups, weight, bias, eps)
     }
 
     /// `silu(group_norm(x))` in one pass over memory (the opening of SD's
@@ -248,7 +324,7 @@ impl Tensor {
         bias: Option<&Tensor>,
         eps: f64,
     ) -> Result<Tensor> {
-        group_norm_impl(self, num_groups, weight, bias, eps, Some(UnaryOp::Silu))
+        group_norm_impl::<SiluAct>(self, num_groups, weight, bias, eps)
     }
 
     /// Layer normalisation over the trailing `normalized_shape` dims
@@ -263,9 +339,8 @@ impl Tensor {
         let (w, b, row) = check_layer_norm(self, normalized_shape, weight, bias, eps)?;
         let x = self.contiguous()?;
         let data = contiguous_data(&x)?;
-        let mut out = vec![0.0f32; data.len()];
         if row == 0 {
-            return Tensor::from_vec(out, x.dims().to_vec());
+            return Tensor::from_vec(vec![0.0; data.len()], x.dims().to_vec());
         }
         let ones;
         let w = match &w {
@@ -283,27 +358,28 @@ impl Tensor {
                 &zeros
             }
         };
-        let one_row = |dst: &mut [f32], src: &[f32]| {
-            let (hi, lo, rstd) = stats(src, eps);
-            let pre = Pre::NormAffine {
-                hi,
-                lo,
-                rstd: rstd as f32,
-                weight: w,
-                bias: b,
-            };
-            vmath::act_slice(None, pre, src, dst);
+        let task = per_task(row) * row;
+        let run = |src: &[f32], dst: &mut [MaybeUninit<f32>]| {
+            vmath::dispatch(Rows {
+                src,
+                dst,
+                row,
+                w,
+                b,
+                eps,
+            })
         };
-        if data.len() >= MIN_TASK && rayon::current_num_threads() > 1 {
-            out.par_chunks_mut(row)
-                .zip(data.par_chunks(row))
-                .with_min_len(MIN_TASK.div_ceil(row))
-                .for_each(|(dst, src)| one_row(dst, src));
-        } else {
-            for (dst, src) in out.chunks_mut(row).zip(data.chunks(row)) {
-                one_row(dst, src);
+        let fill = |out: &mut [MaybeUninit<f32>]| {
+            if data.len() > task && rayon::current_num_threads() > 1 {
+                out.par_chunks_mut(task)
+                    .zip(data.par_chunks(task))
+                    .for_each(|(dst, src)| run(src, dst));
+            } else {
+                run(data, out);
             }
-        }
+        };
+        // SAFETY: the rows cover `out` exactly and each row writes all its elements.
+        let out = unsafe { vec_uninit(data.len(), fill) };
         Tensor::from_vec(out, x.dims().to_vec())
     }
 }

@@ -23,9 +23,9 @@
 use rayon::prelude::*;
 
 use crate::error::{Result, TensorError};
+use crate::ops::act_slice;
 use crate::ops::strided::{with_simd, PAR_MIN_ELEMS};
 use crate::ops::unary::exp;
-use crate::ops::vmath;
 use crate::tensor::Tensor;
 
 /// Max of a slice (NaN-ignoring, NaN shows up later through `exp`), 8 lanes.
@@ -46,10 +46,10 @@ fn max_f32(x: &[f32]) -> f32 {
 }
 
 /// Write `exp(x - m)` into `out` and return its sum (f64): the vectorised
-/// [`vmath::exp_sub_sum`] (AVX-512 / AVX2 lanes, same bits as [`exp`]).
+/// [`act_slice::exp_sub_sum`] (AVX-512 / AVX2 lanes, same bits as [`exp`]).
 #[inline(always)]
 fn exp_sum(x: &[f32], out: &mut [f32], m: f32) -> f64 {
-    vmath::exp_sub_sum(x, m, out)
+    act_slice::exp_sub_sum(x, m, out)
 }
 
 /// Softmax (or log-softmax) of one contiguous row into `out`.

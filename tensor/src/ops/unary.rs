@@ -20,7 +20,12 @@
 //! ```
 
 use crate::error::Result;
-use crate::ops::strided::{with_simd, StridedRuns};
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+use crate::ops::act_slice::{act_slice, act_slice_uninit, vec_uninit, Pre};
+use crate::ops::strided::{with_simd, StridedRuns, PAR_MIN_ELEMS};
 use crate::ops::vmath;
 use crate::tensor::Tensor;
 
@@ -50,15 +55,35 @@ fn map_with(x: &Tensor, f: impl Fn(f32) -> f32 + Sync, simd: bool) -> Result<Ten
     Tensor::from_vec(out, x.shape().clone())
 }
 
-/// [`map`] for an op with a vector form: unit-stride runs go to [`vmath::map_slice`].
+/// [`map`] for an op with a vector form: a contiguous input goes to
+/// [`act_slice_uninit`] in parallel chunks (into an output that is never zeroed),
+/// unit-stride runs of a strided one to [`act_slice`].
 fn map_vector(op: UnaryOp, x: &Tensor) -> Result<Tensor> {
+    if let Some(src) = x.contiguous_slice()? {
+        let chunk = src
+            .len()
+            .div_ceil(4 * rayon::current_num_threads())
+            .max(PAR_MIN_ELEMS / 4);
+        let fill = |out: &mut [MaybeUninit<f32>]| {
+            if src.len() >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1 {
+                out.par_chunks_mut(chunk)
+                    .zip(src.par_chunks(chunk))
+                    .for_each(|(d, s)| act_slice_uninit(Some(op), Pre::Id, s, d));
+            } else {
+                act_slice_uninit(Some(op), Pre::Id, src, out);
+            }
+        };
+        // SAFETY: the chunks cover `out` and `act_slice_uninit` writes every element.
+        let out = unsafe { vec_uninit(src.len(), fill) };
+        return Tensor::from_vec(out, x.shape().clone());
+    }
     let src = x.cpu_storage()?;
     let mut out = vec![0.0f32; x.numel()];
     let runs = StridedRuns::new("map", [x.layout()])?;
     let [st] = runs.inner_strides();
     runs.fill(&mut out, |d, [o]| {
         if st == 1 {
-            vmath::map_slice(op, &src[o..o + d.len()], d);
+            act_slice(Some(op), Pre::Id, &src[o..o + d.len()], d);
         } else {
             map_run(&|a| op.apply(a), src, o, st, d);
         }
@@ -200,7 +225,7 @@ impl UnaryOp {
 
     /// Apply this op to every element of `x`. Ops with a vector form
     /// ([`vmath::has_vector_form`]: exp, sigmoid, silu, gelu, ...) run contiguous runs
-    /// through the explicit AVX-512 / AVX2 kernels of [`vmath`], which give the same
+    /// through the explicit AVX-512 / AVX2 kernels of [`crate::ops::act_slice`], which give the same
     /// bits as [`UnaryOp::apply`].
     pub fn map(self, x: &Tensor) -> Result<Tensor> {
         if vmath::has_vector_form(self) {

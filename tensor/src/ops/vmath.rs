@@ -10,6 +10,7 @@
 //! multiply-add, the same constants, the same order. The AVX-512 and AVX2 versions
 //! therefore give the same bits as [`super::unary::UnaryOp::apply`] on every input,
 //! 16 or 8 at a time; only the speed changes (tests check the equality on a dense grid).
+//! The slice kernels built on this vocabulary live in [`super::act_slice`].
 //!
 //! A vector type is only usable with its token ([`Avx512`], [`Avx2`]), and a token
 //! is only made after `is_x86_feature_detected!` said yes: holding one proves the
@@ -18,14 +19,16 @@
 //! below it becomes straight-line vector code. Shapes: slices in, slices out.
 //!
 //! ```
+//! use tensor::ops::act_slice::map_slice;
 //! use tensor::ops::unary::UnaryOp;
-//! use tensor::ops::vmath::map_slice;
 //! let x = [-1.0f32, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 20.0];
 //! let mut y = [0.0f32; 17];
 //! map_slice(UnaryOp::Silu, &x, &mut y);
 //! assert!((y[0] + 0.268_941_43).abs() < 1e-7 && (y[3] - 1.761_594_2).abs() < 1e-6);
 //! assert!(x.iter().zip(&y).all(|(&a, &b)| b == UnaryOp::Silu.apply(a))); // same bits
 //! ```
+
+use std::mem::MaybeUninit;
 
 use super::unary::{UnaryOp, ERF_LARGE, ERF_SMALL, EXP_POLY};
 
@@ -41,6 +44,8 @@ pub trait Simd: Copy {
     fn load(self, s: &[f32]) -> Self::V;
     /// Write the lanes to the first `LANES` floats of `d` (panics if shorter).
     fn store(self, v: Self::V, d: &mut [f32]);
+    /// [`Simd::store`] into not-yet-initialised floats.
+    fn store_uninit(self, v: Self::V, d: &mut [MaybeUninit<f32>]);
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
     fn sub(self, a: Self::V, b: Self::V) -> Self::V;
     fn mul(self, a: Self::V, b: Self::V) -> Self::V;
@@ -91,6 +96,10 @@ impl Simd for Scalar {
     #[inline(always)]
     fn store(self, v: f32, d: &mut [f32]) {
         d[0] = v;
+    }
+    #[inline(always)]
+    fn store_uninit(self, v: f32, d: &mut [MaybeUninit<f32>]) {
+        d[0].write(v);
     }
     #[inline(always)]
     fn add(self, a: f32, b: f32) -> f32 {
@@ -178,9 +187,14 @@ pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
 /// `c[0] + x * (c[1] + x * (..))`, as `unary::horner`.
 #[inline(always)]
 fn horner_v<S: Simd, const N: usize>(s: S, c: &[f32; N], x: S::V) -> S::V {
-    c[..N - 1].iter().rev().fold(s.splat(c[N - 1]), |acc, &k| {
-        s.add(s.mul(acc, x), s.splat(k))
-    })
+    // A plain loop (an iterator fold would be one more call to inline).
+    let mut acc = s.splat(c[N - 1]);
+    let mut k = N - 1;
+    while k > 0 {
+        k -= 1;
+        acc = s.add(s.mul(acc, x), s.splat(c[k]));
+    }
+    acc
 }
 
 /// `e^x`, lane by lane: the algorithm of [`super::unary::exp`] in vector words.
@@ -282,196 +296,4 @@ pub fn dispatch<F: SimdFn>(f: F) -> F::Out {
         }
     }
     f.call(Scalar)
-}
-
-/// `dst[i] = g(i)`: whole vectors from `vf(i)` (for lanes `i..i + LANES`), the tail
-/// from `sf(i)`, one lane at a time.
-#[inline(always)]
-pub fn fill_with<S: Simd>(
-    s: S,
-    dst: &mut [f32],
-    vf: impl Fn(usize) -> S::V,
-    sf: impl Fn(usize) -> f32,
-) {
-    let main = dst.len() / S::LANES * S::LANES;
-    let (body, tail) = dst.split_at_mut(main);
-    for (k, d) in body.chunks_exact_mut(S::LANES).enumerate() {
-        s.store(vf(k * S::LANES), d);
-    }
-    for (k, d) in tail.iter_mut().enumerate() {
-        *d = sf(main + k);
-    }
-}
-
-/// What [`act_slice`] adds before the activation.
-#[derive(Clone, Copy, Debug)]
-pub enum Pre<'a> {
-    /// `x`.
-    Id,
-    /// `x + bias[i]` (a slice as long as the input).
-    Add(&'a [f32]),
-    /// `x + c`.
-    AddScalar(f32),
-    /// `((x - hi) - lo) * scale + shift`: a normalisation whose mean `hi + lo` is
-    /// carried in two floats, so `x - mean` keeps f64-like accuracy when `x` sits
-    /// far from 0.
-    Norm {
-        hi: f32,
-        lo: f32,
-        scale: f32,
-        shift: f32,
-    },
-    /// `((x - hi) - lo) * rstd * weight[i] + bias[i]`: a layer norm's row.
-    NormAffine {
-        hi: f32,
-        lo: f32,
-        rstd: f32,
-        weight: &'a [f32],
-        bias: &'a [f32],
-    },
-}
-
-struct ActSlice<'a> {
-    act: Option<UnaryOp>,
-    pre: Pre<'a>,
-    src: &'a [f32],
-    dst: &'a mut [f32],
-}
-
-#[inline(always)]
-fn pre_v<S: Simd>(s: S, pre: Pre<'_>, src: &[f32], i: usize) -> S::V {
-    let x = s.load(&src[i..]);
-    match pre {
-        Pre::Id => x,
-        Pre::Add(b) => s.add(x, s.load(&b[i..])),
-        Pre::AddScalar(c) => s.add(x, s.splat(c)),
-        Pre::Norm {
-            hi,
-            lo,
-            scale,
-            shift,
-        } => s.add(
-            s.mul(s.sub(s.sub(x, s.splat(hi)), s.splat(lo)), s.splat(scale)),
-            s.splat(shift),
-        ),
-        Pre::NormAffine {
-            hi,
-            lo,
-            rstd,
-            weight,
-            bias,
-        } => {
-            let d = s.sub(s.sub(x, s.splat(hi)), s.splat(lo));
-            let y = s.mul(s.mul(d, s.splat(rstd)), s.load(&weight[i..]));
-            s.add(y, s.load(&bias[i..]))
-        }
-    }
-}
-
-impl SimdFn for ActSlice<'_> {
-    type Out = ();
-    #[inline(always)]
-    fn call<S: Simd>(self, s: S) {
-        let ActSlice { act, pre, src, dst } = self;
-        let dst = &mut dst[..src.len()];
-        // One loop per activation, each with a constant op the compiler folds.
-        macro_rules! per_act {
-            ($($v:ident),*) => {
-                match act {
-                    $(Some(UnaryOp::$v) => fill_with(
-                        s,
-                        dst,
-                        #[inline(always)] |i| {
-                            let x = pre_v(s, pre, src, i);
-                            unary_v(s, UnaryOp::$v, x).unwrap_or(x)
-                        },
-                        #[inline(always)] |i| {
-                            let x = pre_v(Scalar, pre, src, i);
-                            UnaryOp::$v.apply(x)
-                        },
-                    ),)*
-                    Some(op) => fill_with(
-                        Scalar,
-                        dst,
-                        |i| op.apply(pre_v(Scalar, pre, src, i)),
-                        |i| op.apply(pre_v(Scalar, pre, src, i)),
-                    ),
-                    None => fill_with(s, dst, |i| pre_v(s, pre, src, i), |i| pre_v(Scalar, pre, src, i)),
-                }
-            };
-        }
-        per_act!(Exp, Sigmoid, Silu, Gelu, QuickGelu, Neg, Abs, Sqr, Recip)
-    }
-}
-
-/// `dst[i] = act(pre(src[i]))` over `src.len()` elements, vectorised for the ops
-/// with a vector form (others run [`UnaryOp::apply`] one by one). Panics if `dst`
-/// or a `Pre::Add` slice is shorter than `src`.
-pub fn act_slice(act: Option<UnaryOp>, pre: Pre<'_>, src: &[f32], dst: &mut [f32]) {
-    dispatch(ActSlice { act, pre, src, dst })
-}
-
-/// [`act_slice`] on a chosen vector width (tests compare every width the CPU has;
-/// outside a [`dispatch`] the intrinsics are not inlined, so this is slower).
-pub fn act_slice_on<S: Simd>(
-    s: S,
-    act: Option<UnaryOp>,
-    pre: Pre<'_>,
-    src: &[f32],
-    dst: &mut [f32],
-) {
-    ActSlice { act, pre, src, dst }.call(s)
-}
-
-/// [`exp_fast_v`] over a slice on a chosen vector width (for tests).
-pub fn exp_fast_slice_on<S: Simd>(s: S, src: &[f32], dst: &mut [f32]) {
-    let dst = &mut dst[..src.len()];
-    fill_with(
-        s,
-        dst,
-        |i| exp_fast_v(s, s.load(&src[i..])),
-        |i| exp_fast_v(Scalar, src[i]),
-    );
-}
-
-/// `dst[i] = op(src[i])`, bit for bit [`UnaryOp::apply`].
-pub fn map_slice(op: UnaryOp, src: &[f32], dst: &mut [f32]) {
-    act_slice(Some(op), Pre::Id, src, dst)
-}
-
-struct ExpSubSum<'a> {
-    src: &'a [f32],
-    dst: &'a mut [f32],
-    m: f32,
-}
-
-impl SimdFn for ExpSubSum<'_> {
-    type Out = f64;
-    #[inline(always)]
-    fn call<S: Simd>(self, s: S) -> f64 {
-        let ExpSubSum { src, dst, m } = self;
-        let dst = &mut dst[..src.len()];
-        let mv = s.splat(m);
-        fill_with(
-            s,
-            dst,
-            #[inline(always)]
-            |i| exp_v(s, s.sub(s.load(&src[i..]), mv)),
-            |i| super::unary::exp(src[i] - m),
-        );
-        let mut lanes = [0.0f64; 8];
-        let mut chunks = dst.chunks_exact(8);
-        for c in &mut chunks {
-            for (l, &v) in lanes.iter_mut().zip(c) {
-                *l += v as f64;
-            }
-        }
-        lanes.iter().sum::<f64>() + chunks.remainder().iter().map(|&v| v as f64).sum::<f64>()
-    }
-}
-
-/// `dst[i] = exp(src[i] - m)`, returning the sum of the `dst` values (in f64):
-/// the inner step of a softmax row.
-pub fn exp_sub_sum(src: &[f32], m: f32, dst: &mut [f32]) -> f64 {
-    dispatch(ExpSubSum { src, dst, m })
 }

@@ -18,6 +18,7 @@
 //! ```
 
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 use super::vmath::{Simd, SimdFn, ROUND};
 
@@ -84,6 +85,11 @@ impl Simd for Avx512 {
     fn store(self, v: __m512, d: &mut [f32]) {
         let d = &mut d[..16];
         unsafe { _mm512_storeu_ps(d.as_mut_ptr(), v) }
+    }
+    #[inline(always)]
+    fn store_uninit(self, v: __m512, d: &mut [MaybeUninit<f32>]) {
+        let d = &mut d[..16];
+        unsafe { _mm512_storeu_ps(d.as_mut_ptr().cast::<f32>(), v) }
     }
     #[inline(always)]
     fn add(self, a: __m512, b: __m512) -> __m512 {
@@ -184,6 +190,11 @@ impl Simd for Avx2 {
     fn store(self, v: __m256, d: &mut [f32]) {
         let d = &mut d[..8];
         unsafe { _mm256_storeu_ps(d.as_mut_ptr(), v) }
+    }
+    #[inline(always)]
+    fn store_uninit(self, v: __m256, d: &mut [MaybeUninit<f32>]) {
+        let d = &mut d[..8];
+        unsafe { _mm256_storeu_ps(d.as_mut_ptr().cast::<f32>(), v) }
     }
     #[inline(always)]
     fn add(self, a: __m256, b: __m256) -> __m256 {
