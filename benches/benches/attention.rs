@@ -77,7 +77,7 @@ fn attention(c: &mut Criterion) {
             .unwrap()
     };
     let (q, k, v) = (view(0), view(1), view(2));
-    group.throughput(Throughput::Elements((4 * 2 * 8 * 4096 * 4096 * 40) as u64));
+    group.throughput(Throughput::Elements(4 * 2 * 8 * 4096 * 4096 * 40u64));
     group.bench_function("flash/self_2x8x4096x40_strided", |bench| {
         bench.iter(|| {
             black_box(&q)
