@@ -2,7 +2,8 @@
 //! on SD shapes. Run interleaved with `benches/peers/torch_fused.py`:
 //!
 //! `cargo run --release -p benches --example fused_timing -- [threads] [repeats] [filter]`
-//! (`filter` is a substring of the case names, or `=name` for one case exactly)
+//! (`filter` is a substring of the case names, or `=name` for one case exactly;
+//! `SKIP=a,b` leaves out the cases whose names contain `a` or `b`)
 //!
 //! Prints `name  best_ms  median_ms  peak_extra_MiB` per case. Peak extra memory is
 //! measured with a counting global allocator: the highest number of live heap
@@ -72,7 +73,11 @@ fn bench(name: &str, filter: &str, repeats: usize, f: &dyn Fn() -> Tensor) {
         Some(exact) => name == exact,
         None => name.contains(filter),
     };
-    if !wanted {
+    let skipped = std::env::var("SKIP").is_ok_and(|s| {
+        s.split(',')
+            .any(|k| !k.is_empty() && name.contains(k))
+    });
+    if !wanted || skipped {
         return;
     }
     let warm = f();

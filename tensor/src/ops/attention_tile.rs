@@ -18,12 +18,14 @@
 //!
 //! ```
 //! use tensor::ops::attention::{query_tile, scratch_floats};
-//! // (2, 8, 4096, 40) on AVX-512 (nr = 32), one thread: 512-query tasks, 262 KB each.
-//! let bq = query_tile(32, 4096, 16, 1);
-//! assert_eq!(bq, 512);
-//! assert_eq!(scratch_floats(40, 40, 32, bq) * 4, 262_400);
-//! // Cross-attention to 77 keys needs no more: the key block is at most 192 keys.
-//! assert_eq!(scratch_floats(40, 40, 32, bq), scratch_floats(40, 40, 32, 512));
+//! // (2, 8, 4096, 40) on AVX-512 (nr = 32): 512-query tasks with 262 KB of scratch,
+//! // one per thread however long the sequences are (the scores would be 1 GiB).
+//! assert_eq!(query_tile(32, 4096, 16, 1), 512);
+//! assert_eq!(scratch_floats(40, 40, 32, 512) * 4, 262_400);
+//! // CLIP's 77 tokens: one tile of 96 queries (77 rounded up to the kernel width).
+//! assert_eq!(query_tile(32, 77, 24, 1), 96);
+//! // One head of 1024 queries on 16 threads: tiles shrink so every thread has work.
+//! assert_eq!(query_tile(32, 1024, 1, 16), 32);
 //! ```
 
 use super::attention::{batch_offset, BK, KC_ATT};
@@ -62,19 +64,42 @@ pub(crate) struct Scratch {
 
 impl Scratch {
     pub(crate) fn new(c: &TaskCtx<'_>) -> Scratch {
-        let bq = c.bq;
-        let dv6 = c.dv.div_ceil(MR) * MR;
+        Scratch::sized(c.kernel.nr(), c.bq, c.d, c.dv)
+    }
+
+    /// Buffers for kernel width `nr`, `bq` queries, head dims `d` and `dv`.
+    fn sized(nr: usize, bq: usize, d: usize, dv: usize) -> Scratch {
+        let dv6 = dv.div_ceil(MR) * MR;
         Scratch {
-            qp: vec![0.0; bq * c.d],
-            kp: vec![0.0; BK * c.d],
+            qp: vec![0.0; bq * d],
+            kp: vec![0.0; BK * d],
             vp: vec![0.0; BK * dv6],
-            p: vec![0.0; BK * c.kernel.nr()],
+            p: vec![0.0; BK * nr],
             ot: vec![0.0; dv6 * bq],
             m: vec![0.0; bq],
             l: vec![0.0; bq],
             alpha: vec![0.0; bq],
             tile: vec![0.0; MR * NR_MAX],
         }
+    }
+
+    /// Floats held, for the memory accounting (checked against `scratch_floats`).
+    #[cfg(test)]
+    fn floats(&self) -> usize {
+        [
+            &self.qp,
+            &self.kp,
+            &self.vp,
+            &self.p,
+            &self.ot,
+            &self.m,
+            &self.l,
+            &self.alpha,
+            &self.tile,
+        ]
+        .iter()
+        .map(|v| v.len())
+        .sum()
     }
 }
 
@@ -360,6 +385,29 @@ impl SimdFn for OnlineSoftmax<'_> {
             s.store(s.add(s.mul(s.load(&l[c..]), a), sum), &mut l[c..]);
             s.store(mx, &mut m[c..]);
             s.store(a, &mut alpha[c..]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scratch;
+    use crate::ops::attention::scratch_floats;
+
+    #[test]
+    fn scratch_floats_counts_every_buffer() {
+        for (nr, bq, d, dv) in [
+            (32, 512, 40, 40),
+            (16, 64, 80, 77),
+            (32, 32, 1, 0),
+            (16, 256, 300, 7),
+        ] {
+            let s = Scratch::sized(nr, bq, d, dv);
+            assert_eq!(
+                s.floats(),
+                scratch_floats(d, dv, nr, bq),
+                "{nr} {bq} {d} {dv}"
+            );
         }
     }
 }
