@@ -73,10 +73,8 @@ fn bench(name: &str, filter: &str, repeats: usize, f: &dyn Fn() -> Tensor) {
         Some(exact) => name == exact,
         None => name.contains(filter),
     };
-    let skipped = std::env::var("SKIP").is_ok_and(|s| {
-        s.split(',')
-            .any(|k| !k.is_empty() && name.contains(k))
-    });
+    let skipped = std::env::var("SKIP")
+        .is_ok_and(|s| s.split(',').any(|k| !k.is_empty() && name.contains(k)));
     if !wanted || skipped {
         return;
     }
