@@ -29,7 +29,9 @@
 //! ```
 
 use super::attention::{batch_offset, BK, KC_ATT};
-use super::vmath::{dispatch, exp_fast_v, Simd, SimdFn};
+use super::vmath::{dispatch, exp_fast_v, Scalar, Simd, SimdFn};
+#[cfg(target_arch = "x86_64")]
+use super::vmath_x86::Avx2;
 use crate::matmul::kernels::{Kernel, MR, NR_MAX};
 use crate::tensor::Tensor;
 
@@ -144,10 +146,20 @@ impl<'a> Mat<'a> {
 
 /// Attention for queries `q0..q0 + rows.len() / dv` of batch item `b`, written into
 /// `rows` (row-major `(nq, dv)`).
-/// The whole task runs inside [`dispatch`], so its loops are compiled for the
-/// widest vector ISA (the micro-kernel is chosen separately, by `c.kernel`).
+/// The whole task runs on the vector width that goes with the micro-kernel: the
+/// widest ([`dispatch`]) with the AVX-512 kernel, AVX2 with the AVX2 one, one lane
+/// with the portable one (so testing every kernel tests every width).
 pub(crate) fn run_task(c: &TaskCtx<'_>, s: &mut Scratch, b: usize, q0: usize, rows: &mut [f32]) {
-    dispatch(Task { c, s, b, q0, rows })
+    let task = Task { c, s, b, q0, rows };
+    match c.kernel {
+        Kernel::Portable => task.call(Scalar),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2Fma(_) => match Avx2::detect() {
+            Some(t) => super::vmath_x86::run_avx2(t, task),
+            None => task.call(Scalar),
+        },
+        _ => dispatch(task),
+    }
 }
 
 struct Task<'a, 'b> {
