@@ -1,10 +1,11 @@
-//! group_norm and layer_norm against hand values and a naive f64 reference, over
-//! strided layouts and odd sizes; accuracy with a large offset; error cases.
+//! group_norm, group_norm_silu and layer_norm against hand values, a naive f64
+//! reference and their scalar twins (`*_naive`), over strided layouts and odd sizes
+//! (vector bodies and tails); accuracy with a large offset; error cases.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use common::{assert_close, err_of, kind, make, t};
+use common::{assert_close, err_of, kind, make, t, Kind};
 use proptest::prelude::*;
 use tensor::Tensor;
 
@@ -106,6 +107,78 @@ fn norms_are_accurate_with_a_large_offset() {
 }
 
 #[test]
+fn group_norm_silu_hand_values() {
+    // Two groups of [0, 2, 4, 6] / sqrt(5)-normalised values, then SiLU.
+    let x = t(&[0.0, 2.0, 4.0, 6.0, 5.0, 5.0, 1.0, 9.0], &[1, 4, 2]);
+    let y = x
+        .group_norm_silu(2, None, None, 0.0)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let silu = |v: f64| v / (1.0 + (-v).exp());
+    let s5 = 5f64.sqrt();
+    let g1 = [0.0, 0.0, -1.0, 1.0].map(|v: f64| v * 4.0 / 8f64.sqrt()); // mean 5, var 8
+    let want: Vec<f32> = [-3.0 / s5, -1.0 / s5, 1.0 / s5, 3.0 / s5]
+        .iter()
+        .chain(&g1)
+        .map(|&v| silu(v) as f32)
+        .collect();
+    assert_close(&y, &want, 1e-6, 1e-6, "group_norm_silu");
+}
+
+#[test]
+fn sd_sized_group_norm_matches_its_twin() {
+    // SD's ResnetBlock GroupNorm: 32 groups of 10 channels; 13 x 11 pixels so every
+    // channel row ends in a vector tail. Values offset by 50 to stress `x - mean`.
+    let x = make(&[2, 320, 13, 11], Kind::Contiguous, 7)
+        .affine(3.0, 50.0)
+        .unwrap();
+    let (w, b) = (
+        make(&[320], Kind::Contiguous, 8),
+        make(&[320], Kind::Contiguous, 9),
+    );
+    let want = x
+        .group_norm_naive(32, Some(&w), Some(&b), 1e-6)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let got = x
+        .group_norm(32, Some(&w), Some(&b), 1e-6)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    assert_close(&got, &want, 2e-6, 2e-6, "group_norm");
+    let silu: Vec<f32> = want.iter().map(|&v| v / (1.0 + (-v).exp())).collect();
+    let got = x
+        .group_norm_silu(32, Some(&w), Some(&b), 1e-6)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    assert_close(&got, &silu, 2e-6, 2e-6, "group_norm_silu");
+    // The same on 3 threads (the parallel split into whole groups).
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    let got3 = pool.install(|| x.group_norm_silu(32, Some(&w), Some(&b), 1e-6).unwrap());
+    assert_eq!(got3.to_vec().unwrap(), got);
+    let y = make(&[3, 77, 320], Kind::Permuted, 10);
+    let want = y
+        .layer_norm_naive(&[320], Some(&w), Some(&b), 1e-5)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let got = y
+        .layer_norm(&[320], Some(&w), Some(&b), 1e-5)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    assert_close(&got, &want, 2e-6, 2e-6, "layer_norm");
+    let got3 = pool.install(|| y.layer_norm(&[320], Some(&w), Some(&b), 1e-5).unwrap());
+    assert_eq!(got3.to_vec().unwrap(), got);
+}
+
+#[test]
 fn norm_errors() {
     let x = Tensor::zeros([2, 6, 3]);
     let e = err_of(x.group_norm(4, None, None, 1e-5));
@@ -194,5 +267,34 @@ proptest! {
             1e-5,
         );
         assert_close(&y.to_vec().unwrap(), &want, 2e-4, 1e-4, "layer_norm");
+    }
+
+    #[test]
+    fn fast_norms_match_their_twins(
+        (n, g, cg) in (1usize..3, 1usize..5, 1usize..4),
+        spatial in prop_oneof![Just(1usize), Just(15), Just(16), Just(17), Just(33), Just(70)],
+        kx in kind(),
+        affine in any::<bool>(),
+        offset in prop_oneof![Just(0.0f32), Just(1e3)],
+        seed in any::<u64>(),
+    ) {
+        let c = g * cg;
+        let x = make(&[n, c, spatial], kx, seed).add_scalar(offset).unwrap();
+        let w = make(&[c], Kind::Contiguous, seed ^ 1);
+        let b = make(&[c], Kind::Contiguous, seed ^ 2);
+        let (wo, bo) = if affine { (Some(&w), Some(&b)) } else { (None, None) };
+        let want = x.group_norm_naive(g, wo, bo, 1e-5).unwrap().to_vec().unwrap();
+        let got = x.group_norm(g, wo, bo, 1e-5).unwrap().to_vec().unwrap();
+        assert_close(&got, &want, 1e-5, 1e-5, "group_norm vs twin");
+        let silu: Vec<f32> = want.iter().map(|&v| v / (1.0 + (-v).exp())).collect();
+        let got = x.group_norm_silu(g, wo, bo, 1e-5).unwrap().to_vec().unwrap();
+        assert_close(&got, &silu, 1e-5, 1e-5, "group_norm_silu vs twin + silu");
+        let row = [c, spatial];
+        let w2 = make(&row, Kind::Contiguous, seed ^ 3);
+        let b2 = make(&row, Kind::Contiguous, seed ^ 4);
+        let (wo, bo) = if affine { (Some(&w2), Some(&b2)) } else { (None, None) };
+        let want = x.layer_norm_naive(&row, wo, bo, 1e-5).unwrap().to_vec().unwrap();
+        let got = x.layer_norm(&row, wo, bo, 1e-5).unwrap().to_vec().unwrap();
+        assert_close(&got, &want, 1e-5, 1e-5, "layer_norm vs twin");
     }
 }

@@ -1,7 +1,14 @@
 //! Tensor ops. Elementwise maps and zips with NumPy broadcasting, reductions and
 //! softmax (`unary`, `binary`, `reduce`, `softmax`); the layers diffusion models need
-//! (`conv`, `pool`, `resize`, `concat`, `index`, `norm`).
+//! (`conv`, `pool`, `resize`, `concat`, `index`, `norm`), flash attention
+//! (`attention`, with its materialising twin `attention_naive`), and the explicit
+//! SIMD math behind the fused kernels (`vmath`).
 
+pub mod act_slice;
+pub mod attention;
+pub mod attention_naive;
+pub mod attention_tile;
+pub mod bias_act;
 pub mod binary;
 pub mod concat;
 pub mod conv;
@@ -10,9 +17,13 @@ pub mod conv_naive;
 pub mod index;
 pub mod index_add;
 pub mod norm;
+pub mod norm_naive;
 pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod softmax;
 pub mod strided;
 pub mod unary;
+pub mod vmath;
+#[cfg(target_arch = "x86_64")]
+pub mod vmath_x86;

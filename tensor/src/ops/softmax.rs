@@ -23,6 +23,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Result, TensorError};
+use crate::ops::act_slice;
 use crate::ops::strided::{with_simd, PAR_MIN_ELEMS};
 use crate::ops::unary::exp;
 use crate::tensor::Tensor;
@@ -44,21 +45,11 @@ fn max_f32(x: &[f32]) -> f32 {
     lanes.iter().fold(m, |a, &v| a.max(v))
 }
 
-/// Write `exp(x - m)` into `out` and return its sum (f64, 8 lanes). Two simple
-/// loops rather than one fused loop: each vectorises on its own.
+/// Write `exp(x - m)` into `out` and return its sum (f64): the vectorised
+/// [`act_slice::exp_sub_sum`] (AVX-512 / AVX2 lanes, same bits as [`exp`]).
 #[inline(always)]
 fn exp_sum(x: &[f32], out: &mut [f32], m: f32) -> f64 {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = exp(v - m);
-    }
-    let mut lanes = [0.0f64; 8];
-    let mut chunks = out.chunks_exact(8);
-    for c in &mut chunks {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            *l += v as f64;
-        }
-    }
-    lanes.iter().sum::<f64>() + chunks.remainder().iter().map(|&v| v as f64).sum::<f64>()
+    act_slice::exp_sub_sum(x, m, out)
 }
 
 /// Softmax (or log-softmax) of one contiguous row into `out`.

@@ -20,7 +20,13 @@
 //! ```
 
 use crate::error::Result;
-use crate::ops::strided::{with_simd, StridedRuns};
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+use crate::ops::act_slice::{act_slice, act_slice_uninit, vec_uninit, Pre};
+use crate::ops::strided::{with_simd, StridedRuns, PAR_MIN_ELEMS};
+use crate::ops::vmath;
 use crate::tensor::Tensor;
 
 /// Apply `f` to every element of `x`; the result is contiguous with `x`'s shape.
@@ -44,6 +50,42 @@ fn map_with(x: &Tensor, f: impl Fn(f32) -> f32 + Sync, simd: bool) -> Result<Ten
             )
         } else {
             map_run(&f, src, o, st, d)
+        }
+    });
+    Tensor::from_vec(out, x.shape().clone())
+}
+
+/// [`map`] for an op with a vector form: a contiguous input goes to
+/// [`act_slice_uninit`] in parallel chunks (into an output that is never zeroed),
+/// unit-stride runs of a strided one to [`act_slice`].
+fn map_vector(op: UnaryOp, x: &Tensor) -> Result<Tensor> {
+    if let Some(src) = x.contiguous_slice()? {
+        let chunk = src
+            .len()
+            .div_ceil(4 * rayon::current_num_threads())
+            .max(PAR_MIN_ELEMS / 4);
+        let fill = |out: &mut [MaybeUninit<f32>]| {
+            if src.len() >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1 {
+                out.par_chunks_mut(chunk)
+                    .zip(src.par_chunks(chunk))
+                    .for_each(|(d, s)| act_slice_uninit(Some(op), Pre::Id, s, d));
+            } else {
+                act_slice_uninit(Some(op), Pre::Id, src, out);
+            }
+        };
+        // SAFETY: the chunks cover `out` and `act_slice_uninit` writes every element.
+        let out = unsafe { vec_uninit(src.len(), fill) };
+        return Tensor::from_vec(out, x.shape().clone());
+    }
+    let src = x.cpu_storage()?;
+    let mut out = vec![0.0f32; x.numel()];
+    let runs = StridedRuns::new("map", [x.layout()])?;
+    let [st] = runs.inner_strides();
+    runs.fill(&mut out, |d, [o]| {
+        if st == 1 {
+            act_slice(Some(op), Pre::Id, &src[o..o + d.len()], d);
+        } else {
+            map_run(&|a| op.apply(a), src, o, st, d);
         }
     });
     Tensor::from_vec(out, x.shape().clone())
@@ -181,8 +223,14 @@ impl UnaryOp {
         }
     }
 
-    /// Apply this op to every element of `x`.
+    /// Apply this op to every element of `x`. Ops with a vector form
+    /// ([`vmath::has_vector_form`]: exp, sigmoid, silu, gelu, ...) run contiguous runs
+    /// through the explicit AVX-512 / AVX2 kernels of [`crate::ops::act_slice`], which give the same
+    /// bits as [`UnaryOp::apply`].
     pub fn map(self, x: &Tensor) -> Result<Tensor> {
+        if vmath::has_vector_form(self) {
+            return map_vector(self, x);
+        }
         // One arm per op so each closure is a constant op the compiler can inline.
         macro_rules! dispatch {
             ($($v:ident),*) => {
@@ -197,7 +245,7 @@ impl UnaryOp {
 }
 
 // erf(x) for |x| < 0.875: x + x * P(x^2) (a near-minimax fit of erf(x)/x - 1).
-const ERF_SMALL: [f32; 6] = [
+pub(crate) const ERF_SMALL: [f32; 6] = [
     0.128_379_15,
     -0.376_125_57,
     0.112_825_245,
@@ -206,7 +254,7 @@ const ERF_SMALL: [f32; 6] = [
     -0.000_622_245_7,
 ];
 // erf(x) for 0.875 <= |x| < 4: 1 - exp(Q(|x|)), Q a fit of ln(erfc(x)).
-const ERF_LARGE: [f32; 9] = [
+pub(crate) const ERF_LARGE: [f32; 9] = [
     0.000_294_265_4,
     -1.130_131_5,
     -0.631_995_4,
@@ -246,7 +294,7 @@ pub fn erf(x: f32) -> f32 {
 }
 
 // exp(r) = 1 + r + r^2 * P(r) on |r| <= ln(2)/2 (a near-minimax fit, rel. error 1e-8).
-const EXP_POLY: [f32; 6] = [
+pub(crate) const EXP_POLY: [f32; 6] = [
     0.5,
     0.166_666_73,
     0.041_666_374,
@@ -262,9 +310,9 @@ const EXP_POLY: [f32; 6] = [
 /// the subnormal range round once. Overflows to `inf` above 88.72, underflows to 0.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    const LN2_HI: f32 = 0.693_359_4; // 355/512: n * LN2_HI is exact for |n| <= 2^15
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: (t + ROUND) - ROUND rounds t
+    // LN2_HI = 355/512: n * LN2_HI is exact for |n| <= 2^15; (t + ROUND) - ROUND
+    // rounds t (ROUND = 1.5 * 2^23). The vector twin `vmath::exp_v` shares them.
+    use vmath::{LN2_HI, LN2_LO, ROUND};
     let xc = x.clamp(-104.0, 88.75);
     let big = xc * std::f32::consts::LOG2_E + ROUND;
     let n = big - ROUND;
