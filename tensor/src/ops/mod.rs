@@ -5,7 +5,9 @@
 pub mod binary;
 pub mod concat;
 pub mod conv;
+pub mod conv_im2col;
 pub mod conv_naive;
+pub mod conv_pack;
 pub mod index;
 pub mod norm;
 pub mod pool;
