@@ -11,12 +11,14 @@
 //! (`kc x tile` floats) is ever unfolded, whatever the image size.
 //!
 //! How a panel row is filled: the tile's pixels are cut into *segments*, one per
-//! output row `oy`. For a segment and an input row `(c, ky)` the packer takes the
-//! *window* of input columns that all `kx` taps of the segment read: a plain slice of
-//! `x` when it lies inside the image and the stride is 1, else a copy with the padding
-//! zeros written in and, for stride `s > 1`, split into `s` phases (every `s`-th
-//! column), so each tap `kx` of the segment is again one contiguous run. The runs
-//! are then copied into the slivers, `nr` floats at a time.
+//! output row `oy`. With column stride `sw = 1`, tap `(c, ky, kx)` of a segment
+//! reads one run of image row `oy*sh + ky*dh - ph`: zeros where the run leaves the
+//! image (padding), the row's floats in between. With `sw > 1` the packer first copies the
+//! *window* of input columns all `kx` taps of the segment read, padding zeros
+//! included, split into `sw` phases (every `sw`-th column), so that each tap is again
+//! one contiguous run. The runs are copied into the slivers, at most `nr` floats
+//! at a time, as fixed-size vector moves. The rows of the next channels are
+//! prefetched: a plane apart, they are too far for the hardware to guess.
 //!
 //! ```
 //! use tensor::Tensor;
