@@ -1,7 +1,7 @@
-//! conv2d (im2col + GEMM) against hand-computed values and the direct-loop
-//! reference `conv2d_naive`, over strided layouts, odd sizes, stride, padding,
-//! dilation and groups; plus the error cases. Pool/resize, concat/index and norm
-//! tests live in `ops_layers_*.rs`.
+//! conv2d (implicit GEMM) and conv2d_im2col (explicit im2col + GEMM) against
+//! hand-computed values and the direct-loop reference `conv2d_naive`, over strided
+//! layouts, odd sizes, stride, padding, dilation and groups, on 1 to 4 threads; plus
+//! the error cases. Pool/resize, concat/index and norm tests live in `ops_layers_*.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -130,16 +130,23 @@ fn conv_empty_batch_and_zero_channels() {
     );
 }
 
-/// Sizes that force several column tiles (3x3 over 64 channels at 24x24 unfolds to
-/// 576 x 576 floats, over the 2^18 tile budget) and the 1x1 no-im2col path, under
-/// 1 and 4 threads.
+/// Sizes that force several pixel tiles and depth blocks (3x3 over 120 channels
+/// unfolds to K = 1080 rows, more than one 1024-deep block; 24x24 = 576 output
+/// pixels, several 128-pixel tiles), im2col tiles over its 2^18-float budget, the
+/// 1x1 paths, a 1280-channel 3x3 at 4x4 (one tile: the weight rows are split
+/// between threads), and 97x91 = 8827 pixels (69 tiles, more than the 64 jobs an
+/// image is cut into: jobs of two tiles, the last one short), under 1, 2 and 4
+/// threads, for both fast versions.
 #[test]
 fn conv_tiled_paths_match_naive() {
     let cases = [
-        (vec![1, 64, 24, 24], vec![8, 64, 3, 3], (1, 1), (1, 1)),
+        (vec![1, 120, 24, 24], vec![8, 120, 3, 3], (1, 1), (1, 1)),
         (vec![2, 64, 23, 29], vec![5, 64, 3, 3], (2, 2), (1, 1)),
         (vec![1, 8, 17, 19], vec![6, 8, 1, 1], (1, 1), (0, 0)),
         (vec![3, 7, 13, 13], vec![4, 7, 1, 1], (2, 2), (0, 0)),
+        (vec![1, 16, 4, 4], vec![1280, 16, 3, 3], (1, 1), (1, 1)),
+        (vec![1, 3, 64, 70], vec![7, 3, 3, 3], (2, 2), (1, 1)),
+        (vec![1, 2, 97, 91], vec![5, 2, 3, 3], (1, 1), (1, 1)),
     ];
     for (xd, wd, stride, pad) in cases {
         let x = make(&xd, Kind::Contiguous, 11);
@@ -148,19 +155,25 @@ fn conv_tiled_paths_match_naive() {
         let r = x
             .conv2d_naive(&w, Some(&b), stride, pad, (1, 1), 1)
             .unwrap();
-        for threads in [1, 4] {
-            let y = in_pool(threads, || {
-                x.conv2d(&w, Some(&b), stride, pad, (1, 1), 1).unwrap()
+        for threads in [1, 2, 4] {
+            let (y, y2) = in_pool(threads, || {
+                (
+                    x.conv2d(&w, Some(&b), stride, pad, (1, 1), 1).unwrap(),
+                    x.conv2d_im2col(&w, Some(&b), stride, pad, (1, 1), 1)
+                        .unwrap(),
+                )
             });
-            assert_eq!(y.dims(), r.dims());
-            let what = format!("{xd:?} * {wd:?} on {threads} threads");
-            assert_close(
-                &y.to_vec().unwrap(),
-                &r.to_vec().unwrap(),
-                1e-4,
-                1e-4,
-                &what,
-            );
+            for (name, y) in [("conv2d", y), ("conv2d_im2col", y2)] {
+                assert_eq!(y.dims(), r.dims());
+                let what = format!("{name} {xd:?} * {wd:?} on {threads} threads");
+                assert_close(
+                    &y.to_vec().unwrap(),
+                    &r.to_vec().unwrap(),
+                    1e-4,
+                    1e-4,
+                    &what,
+                );
+            }
         }
     }
 }
@@ -285,9 +298,39 @@ proptest! {
         let b = make(&wd[..1], kb, seed ^ 2);
         let b = with_bias.then_some(&b);
         let y = x.conv2d(&w, b, stride, pad, dil, groups).unwrap();
+        let y2 = x.conv2d_im2col(&w, b, stride, pad, dil, groups).unwrap();
         let r = x.conv2d_naive(&w, b, stride, pad, dil, groups).unwrap();
         prop_assert_eq!(y.dims(), r.dims());
-        assert_close(&y.to_vec().unwrap(), &r.to_vec().unwrap(), 1e-5, 1e-5, "conv2d vs naive");
+        prop_assert_eq!(y2.dims(), r.dims());
+        let r = r.to_vec().unwrap();
+        assert_close(&y.to_vec().unwrap(), &r, 1e-5, 1e-5, "conv2d vs naive");
+        assert_close(&y2.to_vec().unwrap(), &r, 1e-5, 1e-5, "conv2d_im2col vs naive");
+    }
+
+    /// Bigger problems, the shapes of real networks scaled down: 1x1 and 3x3
+    /// kernels, stride 1 and 2, padding 0 and 1, now and then dilation 2 or two
+    /// groups, widths that are not a multiple of the micro-kernel's 16 or 32 lanes,
+    /// images spread over several pixel tiles, permuted, sliced or broadcast inputs,
+    /// on 1 or 2 threads.
+    #[test]
+    fn conv2d_network_shapes_match_naive(
+        (n, groups, cg, og) in (1usize..3, 1usize..3, 1usize..40, 1usize..20),
+        (k, stride, pad, dil) in (prop_oneof![Just(1usize), Just(3)], 1usize..3, 0usize..2, prop_oneof![4 => Just(1usize), 1 => Just(2)]),
+        (h, w) in (1usize..30, 1usize..75),
+        (kx, kw) in (kind(), kind()),
+        threads in 1usize..3,
+        seed in any::<u64>(),
+    ) {
+        let span = dil * (k - 1) + 1;
+        let (h, w) = (h.max(span), w.max(span));
+        let x = make(&[n, groups * cg, h, w], kx, seed);
+        let wt = make(&[groups * og, cg, k, k], kw, seed ^ 1);
+        let b = make(&[groups * og], Kind::Contiguous, seed ^ 2);
+        let args = ((stride, stride), (pad, pad), (dil, dil), groups);
+        let y = in_pool(threads, || x.conv2d(&wt, Some(&b), args.0, args.1, args.2, args.3).unwrap());
+        let r = x.conv2d_naive(&wt, Some(&b), args.0, args.1, args.2, args.3).unwrap();
+        prop_assert_eq!(y.dims(), r.dims());
+        assert_close(&y.to_vec().unwrap(), &r.to_vec().unwrap(), 1e-4, 1e-4, "conv2d vs naive");
     }
 
     /// The naive reference itself against an independent formula: the sum over the

@@ -34,6 +34,7 @@
 pub mod blocked;
 pub mod kernels;
 pub mod naive;
+pub mod packed;
 pub mod parallel;
 pub mod reorder;
 pub mod simd;

@@ -1,20 +1,28 @@
-//! 2-d convolution as im2col + matrix multiply (introduced in the convolutions lesson,
-//! which starts from the direct loops kept in [`crate::ops::conv_naive`]).
+//! 2-d convolution as implicit GEMM (introduced in the convolutions lesson, which
+//! starts from the direct loops kept in [`crate::ops::conv_naive`] and goes through
+//! explicit im2col + GEMM in [`crate::ops::conv_im2col`]).
 //!
 //! `x: (N, C, H, W)`, `weight: (O, C/groups, kh, kw)`, `bias: (O,)` ->
 //! `(N, O, H', W')` with `H' = (H + 2*ph - dh*(kh-1) - 1) / sh + 1` (same for `W'`).
 //! An unbatched `(C, H, W)` input gives `(O, H', W')`, as in PyTorch.
 //!
-//! The idea: every output pixel is a dot product of the weight row
-//! `(C/groups * kh * kw)` with the input patch under the kernel. Unfolding the
-//! patches into the columns of a matrix `col: (C/groups*kh*kw, H'*W')` ("im2col")
-//! turns the whole convolution of one image and group into one GEMM:
-//! `out_g (O/groups, H'*W') = W_g (O/groups, K) * col (K, H'*W')`.
+//! The idea: the convolution of one image and group is the GEMM
+//! `out_g (O/groups, H'*W') = W_g (O/groups, K) * col (K, H'*W')`, `K = C/groups*kh*kw`,
+//! where `col` is the unfolded input (im2col). Implicit GEMM never builds `col`:
 //!
-//! Speed: the output pixels are cut into column tiles so that a tile of `col`
-//! stays around a megabyte (it never materialises the full unfold of a large
-//! image), and (image, group, tile) jobs run in parallel with rayon. A 1x1
-//! convolution with stride 1 and no padding skips im2col: the input already is `col`.
+//! - the weights are packed once into the micro-kernel's A slivers
+//!   ([`PackedA`]) and reused for every pixel tile and image;
+//! - the output pixels are cut into tiles of 128; for each tile and depth block
+//!   (up to 1024 rows of `K`), [`crate::ops::conv_pack`] writes the patches straight
+//!   into the B panel the micro-kernel reads, and [`gemm_packed_b`] runs the same
+//!   micro-kernel as `matmul` into a small per-tile buffer;
+//! - the bias is added as the tile is copied into the output;
+//! - jobs of (image, group, run of tiles), and row blocks of the weights when there
+//!   are too few tiles to go round, run on rayon threads.
+//!
+//! Extra memory, whatever the image size: the packed weights (the size of
+//! `weight`), and per thread one B panel (`1024 x 128` floats, 512 KB) and one
+//! C buffer (`O/groups x 128` floats, 256 KB at 512 channels).
 //!
 //! ```
 //! use tensor::Tensor;
@@ -28,14 +36,15 @@
 use rayon::prelude::*;
 
 use crate::error::{Result, TensorError};
-use crate::matmul::{gemm, MatRef};
+use crate::matmul::kernels::{Kernel, MR};
+use crate::matmul::packed::{gemm_packed_b, PackedA};
+use crate::matmul::MatRef;
+use crate::ops::conv_pack::PatchPacker;
 use crate::tensor::Tensor;
 
-/// Floats of one im2col tile we aim for (1 MiB): big enough for GEMM to amortise
-/// packing the weights, small enough to stay in cache.
-const COL_TILE_FLOATS: usize = 1 << 18;
-/// Fewest output pixels in a tile.
-const MIN_TILE: usize = 64;
+/// Output pixels per tile (rounded to the kernel's `nr`): one tile's C buffer
+/// (`O/groups x tile`) stays in L2 while the depth blocks add into it.
+const TILE_PIXELS: usize = 128;
 
 /// The resolved, validated sizes of one conv2d call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,7 +164,7 @@ impl Conv2dGeom {
     }
 
     /// 1x1 kernel, stride 1, no padding: the input is its own im2col matrix.
-    fn pointwise(&self) -> bool {
+    pub fn pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.ph == 0 && self.pw == 0
     }
 }
@@ -241,220 +250,262 @@ pub(crate) fn contiguous_data(t: &Tensor) -> Result<&[f32]> {
     })
 }
 
+/// How the output is cut into jobs.
+struct Plan {
+    /// Output pixels per tile, the unit of [`gemm_packed_b`] (the last tile of an
+    /// image may be shorter).
+    tile: usize,
+    /// Output pixels per job: a run of whole tiles (the last run may be shorter).
+    span: usize,
+    /// Jobs per (image, group, row block).
+    spans: usize,
+    /// Output channels per row block of the weights (a multiple of `MR`).
+    mrows: usize,
+    /// Row blocks per group.
+    mblocks: usize,
+}
+
+impl Plan {
+    fn new(g: &Conv2dGeom, nr: usize, threads: usize) -> Plan {
+        let ohw = g.oh * g.ow;
+        let tile = if ohw <= TILE_PIXELS.max(nr) {
+            ohw
+        } else {
+            TILE_PIXELS.next_multiple_of(nr)
+        };
+        let tiles = ohw.div_ceil(tile);
+        // At most MAX_SPANS jobs per image: plenty to share out, and the list of
+        // output row pieces stays small for big images.
+        let span = tiles.div_ceil(MAX_SPANS) * tile;
+        let spans = ohw.div_ceil(span);
+        // Too few jobs for the threads: split the output channels too (each block
+        // then packs its own panels, a small cost against the multiply-adds).
+        let jobs = g.n * g.groups * spans;
+        let want = 2 * threads;
+        let mut mrows = g.og.next_multiple_of(MR);
+        if jobs < want && threads > 1 {
+            let split = want.div_ceil(jobs).min(g.og.div_ceil(MR));
+            mrows = g.og.div_ceil(split).next_multiple_of(MR);
+        }
+        Plan {
+            tile,
+            span,
+            spans,
+            mrows,
+            mblocks: g.og.div_ceil(mrows),
+        }
+    }
+}
+
+/// Most jobs per (image, group, row block) (see [`Plan::new`]).
+const MAX_SPANS: usize = 64;
+
+/// One job: image `n`, group `gi`, pixel run `t` (pixels `t*span ..`), weight row
+/// block `mb`, and the pieces of output rows it writes (one per output channel).
+struct Job<'o> {
+    n: usize,
+    gi: usize,
+    t: usize,
+    mb: usize,
+    rows: Vec<&'o mut [f32]>,
+}
+
 /// The convolution on contiguous buffers; returns the (N, O, H', W') data.
 fn conv2d_cpu(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &Conv2dGeom) -> Vec<f32> {
+    conv2d_with(Kernel::detect(), x, wt, bias, g)
+}
+
+/// [`conv2d_cpu`] with a chosen micro-kernel (tests run every kernel the CPU has).
+pub(crate) fn conv2d_with(
+    kernel: Kernel,
+    x: &[f32],
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    g: &Conv2dGeom,
+) -> Vec<f32> {
     let ohw = g.oh * g.ow;
     let k = g.k();
     let mut out = vec![0.0f32; g.n * g.o * ohw];
-    let block_len = g.og * ohw;
-    if block_len == 0 {
+    if out.is_empty() {
         return out;
     }
-    let jobs = g.n * g.groups;
-    let tile = tile_size(k, ohw, jobs, g.pointwise());
-    out.par_chunks_mut(block_len)
-        .enumerate()
-        .for_each(|(idx, block)| {
-            let (n, gi) = (idx / g.groups, idx % g.groups);
-            if k > 0 {
-                conv_block(x, wt, g, n, gi, tile, block);
+    if k == 0 {
+        // No input channels: every output is the bias.
+        if let Some(b) = bias {
+            for (row, &bv) in out.chunks_mut(ohw).zip(b.iter().cycle()) {
+                row.fill(bv);
             }
-            if let Some(b) = bias {
-                for (row, &bv) in block.chunks_mut(ohw).zip(&b[gi * g.og..]) {
-                    row.iter_mut().for_each(|v| *v += bv);
+        }
+        return out;
+    }
+    let nr = kernel.nr();
+    let plan = Plan::new(g, nr, rayon::current_num_threads().max(1));
+    // Weights of group gi, rows mb*mrows.., packed once for all images and tiles.
+    let packed: Vec<PackedA> = (0..g.groups * plan.mblocks)
+        .map(|i| {
+            let (gi, mb) = (i / plan.mblocks, i % plan.mblocks);
+            let m0 = mb * plan.mrows;
+            let a = MatRef {
+                data: wt,
+                offset: (gi * g.og + m0) * k,
+                rows: plan.mrows.min(g.og - m0),
+                cols: k,
+                row_stride: k,
+                col_stride: 1,
+            };
+            PackedA::new(kernel, a)
+        })
+        .collect();
+    let jobs = hand_out(&mut out, g, &plan);
+    let ntp_max = plan.tile.next_multiple_of(nr);
+    let panel_len = packed
+        .iter()
+        .map(|a| a.panel_len(ntp_max))
+        .max()
+        .unwrap_or(0);
+    let c_len = packed.iter().map(|a| a.c_len(ntp_max)).max().unwrap_or(0);
+    jobs.into_par_iter().for_each_init(
+        || {
+            let scratch = (vec![0.0f32; panel_len + 16], vec![0.0f32; c_len]);
+            (PatchPacker::new(x, g, nr), scratch)
+        },
+        |(packer, (panel, cbuf)), mut job| {
+            let a = &packed[job.gi * plan.mblocks + job.mb];
+            let x_off = (job.n * g.c + job.gi * g.cg) * g.h * g.w;
+            let o0 = job.gi * g.og + job.mb * plan.mrows;
+            // Start the panel on a 64-byte boundary so its rows fill cache lines.
+            let skip = panel.as_ptr().align_offset(64).min(16);
+            let panel = &mut panel[skip..];
+            let p_start = job.t * plan.span;
+            let p_end = (p_start + plan.span).min(ohw);
+            for t0 in (p_start..p_end).step_by(plan.tile) {
+                let tw = plan.tile.min(p_end - t0);
+                let ntp = tw.next_multiple_of(nr);
+                gemm_packed_b(a, ntp, panel, cbuf, |pc, kc, dst| {
+                    packer.pack(x_off, (t0, tw), (pc, kc), dst);
+                });
+                // Copy the tile out, adding the bias.
+                let at = t0 - p_start;
+                for (r, row) in job.rows.iter_mut().enumerate() {
+                    let (dst, src) = (&mut row[at..at + tw], &cbuf[r * ntp..r * ntp + tw]);
+                    match bias {
+                        Some(b) => {
+                            let bv = b[o0 + r];
+                            dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v + bv);
+                        }
+                        None => dst.copy_from_slice(src),
+                    }
                 }
             }
-        });
+        },
+    );
     out
 }
 
-/// Output pixels per tile: whole image when the unfold is small and there are
-/// enough (image, group) jobs for the threads, else tiles of about
-/// `COL_TILE_FLOATS / k` pixels, more of them when the threads need work.
-fn tile_size(k: usize, ohw: usize, jobs: usize, pointwise: bool) -> usize {
-    let threads = rayon::current_num_threads().max(1);
-    let mut tile = if pointwise {
-        ohw
-    } else {
-        (COL_TILE_FLOATS / k.max(1)).max(MIN_TILE)
-    };
-    if jobs < threads {
-        let want_tiles = threads.div_ceil(jobs.max(1));
-        tile = tile.min(ohw.div_ceil(want_tiles).max(MIN_TILE));
-    }
-    // Even tiles: the same count, spread evenly.
-    let ntiles = ohw.div_ceil(tile.max(1)).max(1);
-    ohw.div_ceil(ntiles).max(1)
-}
-
-/// One (image `n`, group `gi`) block of the output: `block: (O/groups, H'*W')`.
-fn conv_block(
-    x: &[f32],
-    wt: &[f32],
-    g: &Conv2dGeom,
-    n: usize,
-    gi: usize,
-    tile: usize,
-    block: &mut [f32],
-) {
+/// Cut `out: (N, O, H'*W')` into the jobs of `plan`: job `(n, g, t, mb)` gets, for
+/// each output channel of row block `mb` of group `g`, its pixels `t*span ..`.
+fn hand_out<'o>(out: &'o mut [f32], g: &Conv2dGeom, plan: &Plan) -> Vec<Job<'o>> {
     let ohw = g.oh * g.ow;
-    let k = g.k();
-    let a = MatRef {
-        data: wt,
-        offset: gi * g.og * k,
-        rows: g.og,
-        cols: k,
-        row_stride: k,
-        col_stride: 1,
-    };
-    let x_off = (n * g.c + gi * g.cg) * g.h * g.w;
-    // Columns p0..p0+len of the unfolded input, as a (k, len) matrix.
-    let cols_of = |p0: usize, len: usize, buf: &mut Vec<f32>| {
-        buf.resize(k * len, 0.0);
-        im2col(x, x_off, g, p0, len, buf);
-    };
-    if tile >= ohw {
-        if g.pointwise() {
-            let b = MatRef {
-                data: x,
-                offset: x_off,
-                rows: k,
-                cols: ohw,
-                row_stride: ohw,
-                col_stride: 1,
-            };
-            gemm(a, b, block);
-        } else {
-            let mut col = Vec::new();
-            cols_of(0, ohw, &mut col);
-            gemm(a, full(&col, k, ohw), block);
-        }
-        return;
-    }
-    let starts: Vec<usize> = (0..ohw).step_by(tile).collect();
-    let tiles: Vec<Vec<f32>> = starts
-        .par_iter()
-        .map_init(Vec::new, |col, &p0| {
-            let len = tile.min(ohw - p0);
-            let mut tmp = vec![0.0f32; g.og * len];
-            if g.pointwise() {
-                let b = MatRef {
-                    data: x,
-                    offset: x_off + p0,
-                    rows: k,
-                    cols: len,
-                    row_stride: ohw,
-                    col_stride: 1,
-                };
-                gemm(a, b, &mut tmp);
-            } else {
-                cols_of(p0, len, col);
-                gemm(a, full(col, k, len), &mut tmp);
-            }
-            tmp
-        })
-        .collect();
-    for (&p0, tmp) in starts.iter().zip(&tiles) {
-        let len = tile.min(ohw - p0);
-        for (row, src) in block.chunks_mut(ohw).zip(tmp.chunks(len)) {
-            row[p0..p0 + len].copy_from_slice(src);
-        }
-    }
-}
-
-/// A contiguous row-major `rows x cols` matrix over `data`.
-fn full(data: &[f32], rows: usize, cols: usize) -> MatRef<'_> {
-    MatRef {
-        data,
-        offset: 0,
-        rows,
-        cols,
-        row_stride: cols,
-        col_stride: 1,
-    }
-}
-
-/// Unfold output pixels `p0..p0+len` (row-major over (H', W')) of one image and
-/// group into `col: (C/groups*kh*kw, len)`; padding reads as 0.
-pub(crate) fn im2col(
-    x: &[f32],
-    x_off: usize,
-    g: &Conv2dGeom,
-    p0: usize,
-    len: usize,
-    col: &mut [f32],
-) {
-    let (h, w, ow) = (g.h, g.w, g.ow);
-    let mut row = 0;
-    for ci in 0..g.cg {
-        let plane = x_off + ci * h * w;
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let dst = &mut col[row * len..(row + 1) * len];
-                row += 1;
-                // Input column of output column ox is ox*sw + shift.
-                let shift = (kx * g.dw) as isize - g.pw as isize;
-                let (lo, hi) = valid_range(shift, g.sw, w, ow);
-                let mut p = p0;
-                let mut d = 0;
-                while d < len {
-                    let (oy, ox0) = (p / ow, p % ow);
-                    let seg = (ow - ox0).min(len - d);
-                    let out = &mut dst[d..d + seg];
-                    let iy = (oy * g.sh + ky * g.dh) as isize - g.ph as isize;
-                    if iy < 0 || iy >= h as isize {
-                        out.fill(0.0);
-                    } else {
-                        let src = &x[plane + iy as usize * w..plane + (iy as usize + 1) * w];
-                        fill_row(out, src, ox0, lo, hi, shift, g.sw);
-                    }
-                    p += seg;
-                    d += seg;
+    let mut jobs = Vec::with_capacity(g.n * g.groups * plan.spans * plan.mblocks);
+    for n in 0..g.n {
+        for gi in 0..g.groups {
+            for t in 0..plan.spans {
+                for mb in 0..plan.mblocks {
+                    let rows = Vec::with_capacity(plan.mrows);
+                    jobs.push(Job { n, gi, t, mb, rows });
                 }
             }
         }
     }
-}
-
-/// Output columns `lo..hi` whose input column `ox*stride + shift` lies in `0..w`.
-fn valid_range(shift: isize, stride: usize, w: usize, ow: usize) -> (usize, usize) {
-    let s = stride as isize;
-    let lo = if shift >= 0 { 0 } else { (-shift + s - 1) / s };
-    let hi = if (w as isize) <= shift {
-        0
-    } else {
-        (w as isize - shift + s - 1) / s
-    };
-    let lo = (lo as usize).min(ow);
-    (lo, (hi as usize).clamp(lo, ow))
-}
-
-/// `out[j] = src[(ox0 + j)*stride + shift]` inside `lo..hi`, else 0.
-fn fill_row(
-    out: &mut [f32],
-    src: &[f32],
-    ox0: usize,
-    lo: usize,
-    hi: usize,
-    shift: isize,
-    stride: usize,
-) {
-    let end = ox0 + out.len();
-    let (a, b) = (lo.clamp(ox0, end), hi.clamp(ox0, end));
-    if a >= b {
-        out.fill(0.0);
-        return;
+    for (i, row) in out.chunks_mut(ohw).enumerate() {
+        let (n, o) = (i / g.o, i % g.o);
+        let (gi, mb) = (o / g.og, (o % g.og) / plan.mrows);
+        for (t, piece) in row.chunks_mut(plan.span).enumerate() {
+            let j = ((n * g.groups + gi) * plan.spans + t) * plan.mblocks + mb;
+            jobs[j].rows.push(piece);
+        }
     }
-    out[..a - ox0].fill(0.0);
-    out[b - ox0..].fill(0.0);
-    let first = (a * stride) as isize + shift;
-    let first = first as usize;
-    let dst = &mut out[a - ox0..b - ox0];
-    if stride == 1 {
-        dst.copy_from_slice(&src[first..first + dst.len()]);
-    } else {
-        for (j, v) in dst.iter_mut().enumerate() {
-            *v = src[first + j * stride];
+    jobs
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::ops::conv_naive::direct_loops;
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// (input dims, weight dims, stride, padding, dilation, groups)
+    type Case = (
+        [usize; 4],
+        [usize; 4],
+        (usize, usize),
+        (usize, usize),
+        (usize, usize),
+        usize,
+    );
+
+    /// Every micro-kernel this CPU has (AVX-512, AVX2, portable) through the whole
+    /// implicit-GEMM path, on shapes with several pixel tiles, rows that do not fill
+    /// a sliver, several depth blocks (K = 115*9 > PACKED_KC), split weight rows, and
+    /// jobs of several tiles (91x97 = 8827 pixels, 69 tiles).
+    #[test]
+    fn every_kernel_matches_the_direct_loops() {
+        let cases: [Case; 7] = [
+            ([1, 115, 9, 37], [7, 115, 3, 3], (1, 1), (1, 1), (1, 1), 1),
+            ([2, 6, 23, 41], [13, 6, 3, 3], (2, 2), (1, 1), (1, 1), 1),
+            ([1, 4, 19, 19], [8, 2, 3, 5], (1, 2), (2, 0), (2, 1), 2),
+            ([1, 9, 17, 50], [20, 9, 1, 1], (1, 1), (0, 0), (1, 1), 1),
+            ([3, 5, 11, 13], [4, 5, 1, 1], (2, 2), (1, 1), (1, 1), 1),
+            ([1, 3, 1, 1], [5, 3, 3, 3], (1, 1), (1, 1), (1, 1), 1),
+            ([1, 1, 91, 97], [3, 1, 3, 3], (1, 1), (1, 1), (1, 1), 1),
+        ];
+        for (xd, wd, stride, padding, dilation, groups) in cases {
+            let g = Conv2dGeom::new(
+                "test",
+                &xd,
+                &wd,
+                Some(&[wd[0]]),
+                stride,
+                padding,
+                dilation,
+                groups,
+            )
+            .unwrap();
+            let x = values(xd.iter().product(), 1);
+            let w = values(wd.iter().product(), 2);
+            let b = values(wd[0], 3);
+            let want = direct_loops(&x, &w, Some(&b), &g);
+            for kernel in Kernel::available() {
+                for threads in [1, 3] {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let got = pool.install(|| conv2d_with(kernel, &x, &w, Some(&b), &g));
+                    assert_eq!(got.len(), want.len());
+                    for (i, (&y, &r)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (y - r).abs() <= 1e-4 * (1.0 + r.abs()),
+                            "{} {xd:?} * {wd:?} on {threads} threads: [{i}] = {y}, want {r}",
+                            kernel.name()
+                        );
+                    }
+                }
+            }
         }
     }
 }

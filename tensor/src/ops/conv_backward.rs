@@ -33,7 +33,8 @@ use rayon::prelude::*;
 
 use crate::error::{Result, TensorError};
 use crate::matmul::{gemm, MatRef};
-use crate::ops::conv::{contiguous_data, im2col, Conv2dGeom};
+use crate::ops::conv::{contiguous_data, Conv2dGeom};
+use crate::ops::conv_im2col::{im2col, valid_range};
 use crate::tensor::Tensor;
 
 /// Floats of one im2col tile (1 MiB), as in the forward.
@@ -252,17 +253,4 @@ fn col2im_add(col: &[f32], g: &Conv2dGeom, p0: usize, len: usize, dx: &mut [f32]
             }
         }
     }
-}
-
-/// Output columns `lo..hi` whose input column `ox*stride + shift` lies in `0..w`.
-fn valid_range(shift: isize, stride: usize, w: usize, ow: usize) -> (usize, usize) {
-    let s = stride as isize;
-    let lo = if shift >= 0 { 0 } else { (-shift + s - 1) / s };
-    let hi = if (w as isize) <= shift {
-        0
-    } else {
-        (w as isize - shift + s - 1) / s
-    };
-    let lo = (lo as usize).min(ow);
-    (lo, (hi as usize).clamp(lo, ow))
 }

@@ -45,7 +45,7 @@ impl Tensor {
 }
 
 /// The seven loops over contiguous data; returns the (N, O, H', W') output data.
-fn direct_loops(x: &[f32], w: &[f32], b: Option<&[f32]>, g: &Conv2dGeom) -> Vec<f32> {
+pub(crate) fn direct_loops(x: &[f32], w: &[f32], b: Option<&[f32]>, g: &Conv2dGeom) -> Vec<f32> {
     let mut out = Vec::with_capacity(g.n * g.o * g.oh * g.ow);
     for n in 0..g.n {
         for o in 0..g.o {
