@@ -1,13 +1,13 @@
 //! Rung 5 of the matmul ladder: the SIMD rung on every core (lesson `lessons/01-matmul`).
 //!
-//! What it adds over [`super::simd`]: for each `(jc, pc)` panel, the threads pack B
-//! together (a sliver each) and then share it read-only; the rows of C are cut into
-//! blocks of at most `MC` rows, and rayon hands the blocks to its threads. Each
-//! thread reads (or, where the plan packs A, packs into a buffer of its own) only its
-//! own rows of A and writes only its own rows of C, so no two threads ever write the
-//! same memory (`par_chunks_mut` proves it to the compiler).
-//! The number of blocks is a multiple of the thread count so the threads finish
-//! together. When C has too few rows to go round (a matrix-vector-like product), the
+//! What it adds over [`super::simd`]: for each panel of columns, the threads pack
+//! B together (a sliver each, several panels of depth at once, up to 4 MB) and then
+//! share it read-only; the rows of C are cut into blocks of at most `MC` rows, about
+//! four per thread, and rayon hands the blocks to its threads (work stealing evens out
+//! the ragged last one). Each thread reads (or, where the plan packs A, packs into a
+//! buffer of its own) only its own rows of A and writes only its own rows of C, so
+//! no two threads ever write the same memory (`par_chunks_mut` proves it to the
+//! compiler). When C has too few rows to go round (a matrix-vector-like product), the
 //! columns are split instead: each thread computes a strip of C into its own buffer.
 //!
 //! Both rungs cut a product up with the same [`super::simd::Plan`], so each C element
@@ -41,14 +41,22 @@ pub fn gemm(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32]) {
     gemm_with(Kernel::detect(), rayon::current_num_threads(), a, b, c);
 }
 
-/// Row-block height: at most `MC`, a multiple of `mr`, and enough blocks for every one
-/// of `threads` threads to get the same number (up to the last, shorter one).
+/// Floats of packed B the threads share at a time (4 MB): as many panels of depth as
+/// fit are packed in one go, so the threads meet twice per panel of columns rather
+/// than twice per panel of depth (each meeting costs a wake-up of the other threads).
+const SHARED_B_FLOATS: usize = 1 << 20;
+
+/// Row-block height: a multiple of `mr`, at most `MC`, and small enough that every
+/// thread gets about [`BLOCKS_PER_THREAD`] blocks, so rayon's work stealing evens
+/// out the ragged last block (and a thread that was descheduled for a moment).
 fn block_rows(m: usize, threads: usize, mr: usize) -> usize {
-    let threads = threads.max(1);
-    let rounds = m.div_ceil(threads * MC).max(1);
-    let blocks = threads * rounds;
-    m.div_ceil(blocks).next_multiple_of(mr).clamp(mr, MC)
+    let groups = m.div_ceil(mr);
+    let per_block = groups.div_ceil(threads.max(1) * BLOCKS_PER_THREAD).max(1);
+    (per_block * mr).min(MC)
 }
+
+/// Row blocks each thread should get (see [`block_rows`]).
+const BLOCKS_PER_THREAD: usize = 4;
 
 /// C = A * B with the given micro-kernel, work split for `threads` threads: by row
 /// blocks, or by column strips when there are too few rows to go round.
@@ -67,17 +75,32 @@ pub fn gemm_with(kernel: Kernel, threads: usize, a: MatRef<'_>, b: MatRef<'_>, c
     let mb = block_rows(m, threads, plan.mr);
     let c = &mut c[..m * n];
     let nr = plan.nr;
-    with_scratch(plan.bpack_len(n), |bpack| {
+    let depth: Vec<(usize, usize)> = (0..k)
+        .step_by(plan.kc)
+        .map(|pc| (pc, plan.kc.min(k - pc)))
+        .collect();
+    let per_panel = plan.bpack_len(n);
+    let group = (SHARED_B_FLOATS / per_panel).max(1);
+    with_scratch(per_panel * group.min(depth.len()), |bpack| {
         for jc in (0..n).step_by(plan.nc) {
             let nc = plan.nc.min(n - jc);
-            for pc in (0..k).step_by(plan.kc) {
-                let kc = plan.kc.min(k - pc);
-                // The threads pack the panel together (a sliver each), then share it.
-                let panel = b.rows_range(pc, kc).cols_range(jc, nc);
-                bpack[..nc.div_ceil(nr) * kc * nr]
-                    .par_chunks_mut(kc * nr)
-                    .enumerate()
-                    .for_each(|(s, sliver)| pack_b_sliver(panel, s, nr, sliver));
+            for panels in depth.chunks(group) {
+                // The threads pack the panels together (a sliver each)...
+                let mut jobs = Vec::new();
+                for (&(pc, kc), dst) in panels.iter().zip(bpack.chunks_mut(per_panel)) {
+                    let panel = b.rows_range(pc, kc).cols_range(jc, nc);
+                    for (s, sliver) in dst
+                        .chunks_exact_mut(kc * nr)
+                        .take(nc.div_ceil(nr))
+                        .enumerate()
+                    {
+                        jobs.push((panel, s, sliver));
+                    }
+                }
+                jobs.into_par_iter()
+                    .for_each(|(panel, s, sliver)| pack_b_sliver(panel, s, nr, sliver));
+                // ...then share them: each thread takes blocks of rows through every
+                // panel, in the order the single-threaded rung adds them.
                 let bpack = &*bpack;
                 c.par_chunks_mut(mb * n)
                     .enumerate()
@@ -85,17 +108,19 @@ pub fn gemm_with(kernel: Kernel, threads: usize, a: MatRef<'_>, b: MatRef<'_>, c
                         let mc = c_rows.len() / n;
                         // Each thread packs its own rows of A (if the plan packs A).
                         with_scratch(plan.apack_len(mc), |apack| {
-                            macro_kernel(
-                                &plan,
-                                a,
-                                (blk * mb, mc),
-                                (pc, kc),
-                                (jc, nc),
-                                bpack,
-                                plan.pack_a.then_some(apack),
-                                c_rows,
-                                n,
-                            );
+                            for (&(pc, kc), packed) in panels.iter().zip(bpack.chunks(per_panel)) {
+                                macro_kernel(
+                                    &plan,
+                                    a,
+                                    (blk * mb, mc),
+                                    (pc, kc),
+                                    (jc, nc),
+                                    packed,
+                                    plan.pack_a.then_some(&mut *apack),
+                                    c_rows,
+                                    n,
+                                );
+                            }
                         });
                     });
             }
