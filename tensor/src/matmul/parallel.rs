@@ -89,16 +89,13 @@ pub fn gemm_with(kernel: Kernel, threads: usize, a: MatRef<'_>, b: MatRef<'_>, c
                 let mut jobs = Vec::new();
                 for (&(pc, kc), dst) in panels.iter().zip(bpack.chunks_mut(per_panel)) {
                     let panel = b.rows_range(pc, kc).cols_range(jc, nc);
-                    for (s, sliver) in dst
-                        .chunks_exact_mut(kc * nr)
-                        .take(nc.div_ceil(nr))
-                        .enumerate()
-                    {
-                        jobs.push((panel, s, sliver));
+                    for (s, sliver) in dst.chunks_mut(kc * nr).take(nc.div_ceil(nr)).enumerate() {
+                        let width = plan.sliver_width(s, nc);
+                        jobs.push((panel, s * nr, width, &mut sliver[..kc * width]));
                     }
                 }
                 jobs.into_par_iter()
-                    .for_each(|(panel, s, sliver)| pack_b_sliver(panel, s, nr, sliver));
+                    .for_each(|(panel, j0, width, sliver)| pack_b_sliver(panel, j0, width, sliver));
                 // ...then share them: each thread takes blocks of rows through every
                 // panel, in the order the single-threaded rung adds them.
                 let bpack = &*bpack;

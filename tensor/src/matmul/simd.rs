@@ -134,6 +134,18 @@ impl Plan {
         }
     }
 
+    /// Width of sliver `s` of a panel `nc` wide: `nr`, except that where the kernel
+    /// has narrower tiles (AVX-512 with A in place: 16 to 64 columns) the last sliver
+    /// is only as wide as its columns need (n = 91: 64 + 32 columns, not 64 + 64).
+    pub(crate) fn sliver_width(&self, s: usize, nc: usize) -> usize {
+        let rest = nc.saturating_sub(s * self.nr);
+        if rest < self.nr && !self.pack_a && matches!(self.kernel, Kernel::Avx512(_)) {
+            rest.next_multiple_of(16).max(16)
+        } else {
+            self.nr
+        }
+    }
+
     /// Floats of a packed B panel for a product `n` wide.
     pub(crate) fn bpack_len(&self, n: usize) -> usize {
         self.kc * self.nc.min(n.next_multiple_of(self.nr))
@@ -174,28 +186,32 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
     })
 }
 
-/// Pack rows `pc..pc+kc`, columns `jc..jc+nc` of B into `nr`-wide slivers: sliver `s`
-/// occupies `dst[s*kc*nr ..]`, row `p` of it is `nr` floats (zero past column `nc`).
+/// Pack rows `pc..pc+kc`, columns `jc..jc+nc` of B into slivers: sliver `s` covers
+/// columns `s*nr ..`, occupies `dst[s*kc*nr ..]`, and row `p` of it is
+/// `plan.sliver_width(s, nc)` floats (zero past column `nc`).
 pub(crate) fn pack_b(
     b: MatRef<'_>,
     (pc, kc): (usize, usize),
     (jc, nc): (usize, usize),
-    nr: usize,
+    plan: &Plan,
     dst: &mut [f32],
 ) {
     let panel = b.rows_range(pc, kc).cols_range(jc, nc);
-    for (s, sliver) in dst
-        .chunks_exact_mut(kc * nr)
-        .take(nc.div_ceil(nr))
-        .enumerate()
-    {
-        pack_b_sliver(panel, s, nr, sliver);
+    for s in 0..nc.div_ceil(plan.nr) {
+        let (start, width) = (s * kc * plan.nr, plan.sliver_width(s, nc));
+        pack_b_sliver(
+            panel,
+            s * plan.nr,
+            width,
+            &mut dst[start..start + kc * width],
+        );
     }
 }
 
-/// Sliver `s` (columns `s*nr ..`) of a `kc x nc` panel of B into `dst` (`kc * nr`).
-pub(crate) fn pack_b_sliver(panel: MatRef<'_>, s: usize, nr: usize, sliver: &mut [f32]) {
-    let j0 = s * nr;
+/// The sliver of a `kc x nc` panel of B from column `j0`, `width` floats a row, into
+/// `sliver` (`kc * width` floats).
+pub(crate) fn pack_b_sliver(panel: MatRef<'_>, j0: usize, width: usize, sliver: &mut [f32]) {
+    let nr = width;
     let w = nr.min(panel.cols - j0);
     let part = panel.cols_range(j0, w);
     if part.col_stride == 1 || w == 1 {
@@ -321,14 +337,11 @@ pub(crate) fn macro_kernel(
             }),
             step: a.col_stride,
         };
-        for (s, b_sliver) in bpack
-            .chunks_exact(kc * nr)
-            .take(nc.div_ceil(nr))
-            .enumerate()
-        {
-            let jr = s * nr;
-            let w = nr.min(nc - jr);
-            let whole = h == mr && w == nr;
+        for s in 0..nc.div_ceil(nr) {
+            let (jr, ws) = (s * nr, plan.sliver_width(s, nc));
+            let b_sliver = &bpack[s * kc * nr..s * kc * nr + kc * ws];
+            let w = ws.min(nc - jr);
+            let whole = h == mr && w == ws;
             let c = if whole {
                 CTile {
                     data: &mut *c_rows,
@@ -340,7 +353,7 @@ pub(crate) fn macro_kernel(
                 CTile {
                     data: &mut tile,
                     offset: 0,
-                    ld: nr,
+                    ld: ws,
                     add: false,
                 }
             };
@@ -349,12 +362,12 @@ pub(crate) fn macro_kernel(
                     let sliver = &packed[t * kc * mr..(t + 1) * kc * mr];
                     kernel.run_packed(kc, sliver, b_sliver, c);
                 }
-                None => kernel.run(kc, in_place, b_sliver, nr, c),
+                None => kernel.run(kc, in_place, b_sliver, ws, c),
             }
             if whole {
                 continue;
             }
-            for (r, t_row) in tile.chunks_exact(nr).take(h).enumerate() {
+            for (r, t_row) in tile.chunks_exact(ws).take(h).enumerate() {
                 let start = (ir + r) * n + jc + jr;
                 let c_row = &mut c_rows[start..start + w];
                 if add {
@@ -402,7 +415,7 @@ pub(crate) fn gemm_planned(plan: &Plan, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f
             let nc = plan.nc.min(n - jc);
             for pc in (0..k).step_by(plan.kc) {
                 let kc = plan.kc.min(k - pc);
-                pack_b(b, (pc, kc), (jc, nc), plan.nr, bpack);
+                pack_b(b, (pc, kc), (jc, nc), plan, bpack);
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
                     macro_kernel(

@@ -120,4 +120,7 @@ fn wide_products_across_panels() {
     check(MC + 7, 2 * KC + 5, 200, false, false);
     check(31, 300, 450, true, true);
     check(8, KC + 1, 65, true, false);
+    // The last sliver as narrow as its columns: 91 = 64 + 32 (27 used), 112 = 64 + 48.
+    check(13, 100, 91, false, false);
+    check(13, 100, 112, false, true);
 }
