@@ -17,7 +17,7 @@
 //!   where it lies (`A[i][p]` at any strides), and for most shapes copying A costs
 //!   more than it saves.
 //! - **Cache blocking** for Zen 5 (48 KB L1d, 1 MB L2 a core): a panel of B holds
-//!   about 512 KB ([`B_PANEL_BYTES`], `kc = 256..384` deep) and stays in L2; the rows
+//!   about 512 KB ([`B_PANEL_BYTES`], up to [`KC`] = 384 deep) and stays in L2; the rows
 //!   of A one group of tiles needs (`6 x kc`, 6-9 KB) stay in L1 while the panel
 //!   streams past them, sliver by sliver; tiles are stored straight into C (edge
 //!   tiles through a small buffer).
@@ -120,7 +120,7 @@ impl Plan {
         } else {
             (true, kernel.mr(), kernel.nr(), KC)
         };
-        // Equal panels: k = 320 is two panels of 160, not 256 + 64 (the C traffic of
+        // Equal panels: k = 640 is two panels of 320, not 384 + 256 (the C traffic of
         // a panel is the same whatever its depth, so a thin last panel wastes it).
         let kc = k.div_ceil(k.div_ceil(kc).max(1)).max(1);
         let nc = (B_PANEL_BYTES / 4 / kc / nr * nr).clamp(nr, NC);
