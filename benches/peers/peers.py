@@ -98,11 +98,14 @@ def _openblas_info() -> dict:
 
 
 def _calibrate_and_time(f, samples: int, min_time: float) -> float:
-    """Best seconds per call over `samples` batches of about `min_time` seconds."""
+    """Best seconds per call over `samples` batches of about `min_time` seconds (at
+    most 3 batches when one call takes over 0.2 s), as the Rust runner does."""
     f()  # warm-up
     t0 = time.perf_counter()
     f()
     one = time.perf_counter() - t0
+    if one > 0.2:
+        samples = min(samples, 3)
     iters = max(1, min(100_000, int(min_time / max(one, 1e-9) + 0.999)))
     best = one
     for _ in range(samples):
@@ -253,9 +256,10 @@ def fmt(x):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    ap.add_argument("--samples", type=int, default=3, help="timed batches per request (default 3)")
-    ap.add_argument("--min-time", type=float, default=0.05, help="seconds per batch (default 0.05)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    ap.add_argument("--samples", type=int, default=10,
+                    help="timed batches per request, 3 for calls over 0.2 s (default 10)")
+    ap.add_argument("--min-time", type=float, default=0.02, help="seconds per batch (default 0.02)")
     ap.add_argument("--pause", type=float, default=0.15,
                     help="seconds of idle between requests, so the previous worker's "
                          "threads stop spinning (OpenBLAS, OpenMP, rayon) (default 0.15)")

@@ -6,7 +6,7 @@
 //! ```text
 //! peers list                          the cases, one JSON line each
 //! peers info                          kernels and versions, one JSON line
-//! peers run --threads 1 [--samples 5] [--min-time 0.05] [--only SUBSTR]
+//! peers run --threads 1 [--samples 10] [--min-time 0.02] [--only SUBSTR|SUBSTR]
 //!                                     every case and implementation, one JSON line each
 //! peers serve --threads 2             read "IMPL<TAB>CASE<TAB>SAMPLES<TAB>MIN_TIME"
 //!                                     lines on stdin, answer each with one JSON line
@@ -16,9 +16,10 @@
 //! `PEERS_KERNEL=avx2` / `portable` the threaded packed rung with that micro-kernel)
 //! and `gemm` (the `gemm` crate, matmul cases;
 //! `Parallelism::None` on one thread, `Parallelism::Rayon(threads)` otherwise).
-//! A measurement is the best of `samples` timed batches, each batch long enough
-//! (`min_time` seconds) to swamp the clock, after one untimed warm-up run; `run`
-//! interleaves the implementations batch by batch, so noise hits them equally.
+//! A measurement is the best of `samples` timed batches (at most 3 when one call
+//! takes over 0.2 s), each batch long enough (`min_time` seconds) to swamp the clock,
+//! after one untimed warm-up run; `run` interleaves the implementations batch by
+//! batch, so noise hits them equally.
 //!
 //! Attention: with the cargo feature `attention` (peers.py turns it on when
 //! `Tensor::scaled_dot_product_attention` exists) `ours` is the library's fused
@@ -253,14 +254,20 @@ fn runner<'a>(
 }
 
 /// Calls per timed batch so that one batch lasts about `min_time` seconds (after one
-/// untimed warm-up call: page faults, pool wake-up, caches).
-fn calibrate(min_time: f64, f: &mut (dyn FnMut() + Send)) -> usize {
+/// untimed warm-up call: page faults, pool wake-up, caches), and the seconds of one
+/// timed call.
+fn calibrate(min_time: f64, f: &mut (dyn FnMut() + Send)) -> (usize, f64) {
     f();
     let t0 = Instant::now();
     f();
     let one = t0.elapsed().as_secs_f64();
-    ((min_time / one.max(1e-9)).ceil() as usize).clamp(1, 100_000)
+    let iters = ((min_time / one.max(1e-9)).ceil() as usize).clamp(1, 100_000);
+    (iters, one)
 }
+
+/// A call longer than this is timed in at most [`HEAVY_SAMPLES`] batches.
+const HEAVY_SECONDS: f64 = 0.2;
+const HEAVY_SAMPLES: usize = 3;
 
 /// Seconds per call over one batch of `iters` calls.
 fn time_batch(iters: usize, f: &mut (dyn FnMut() + Send)) -> f64 {
@@ -311,10 +318,16 @@ impl Runner {
         let mut best: Vec<(&str, f64, usize)> = Vec::new();
         for &imp in imps {
             if let Some(mut f) = runner(imp, &named, inputs, threads) {
-                let iters = self.pool.install(|| calibrate(min_time, &mut *f));
-                best.push((imp, f64::INFINITY, iters));
+                let (iters, one) = self.pool.install(|| calibrate(min_time, &mut *f));
+                best.push((imp, one, iters));
             }
         }
+        let heavy = best.iter().any(|&(_, one, _)| one > HEAVY_SECONDS);
+        let samples = if heavy {
+            samples.min(HEAVY_SAMPLES)
+        } else {
+            samples
+        };
         for _ in 0..samples {
             for (imp, secs, iters) in best.iter_mut() {
                 let mut f = runner(imp, &named, inputs, threads).unwrap();
@@ -349,8 +362,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cmd = args.first().map(String::as_str).unwrap_or("run");
     let threads: usize = arg(&args, "--threads", 1);
-    let samples: usize = arg(&args, "--samples", 5);
-    let min_time: f64 = arg(&args, "--min-time", 0.05);
+    let samples: usize = arg(&args, "--samples", 10);
+    let min_time: f64 = arg(&args, "--min-time", 0.02);
     let only: String = arg(&args, "--only", String::new());
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
