@@ -2,9 +2,9 @@
 //!
 //! What it adds over [`super::simd`]: for each panel of columns, the threads pack
 //! B together (a sliver each, several panels of depth at once, up to 4 MB) and then
-//! share it read-only; the rows of C are cut into blocks of at most `MC` rows, about
-//! four per thread, and rayon hands the blocks to its threads (work stealing evens out
-//! the ragged last one). Each thread reads (or, where the plan packs A, packs into a
+//! share it read-only; the rows of C are cut into blocks, about four per thread, and
+//! rayon hands the blocks to its threads (work stealing evens out the ragged last
+//! one). Each thread reads (or, where the plan packs A, packs into a
 //! buffer of its own) only its own rows of A and writes only its own rows of C, so
 //! no two threads ever write the same memory (`par_chunks_mut` proves it to the
 //! compiler). When C has too few rows to go round (a matrix-vector-like product), the
@@ -46,13 +46,19 @@ pub fn gemm(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32]) {
 /// than twice per panel of depth (each meeting costs a wake-up of the other threads).
 const SHARED_B_FLOATS: usize = 1 << 20;
 
-/// Row-block height: a multiple of `mr`, at most `MC`, and small enough that every
-/// thread gets about [`BLOCKS_PER_THREAD`] blocks, so rayon's work stealing evens
-/// out the ragged last block (and a thread that was descheduled for a moment).
-fn block_rows(m: usize, threads: usize, mr: usize) -> usize {
-    let groups = m.div_ceil(mr);
+/// Row-block height: a multiple of `mr` that cuts C into [`BLOCKS_PER_THREAD`] blocks
+/// per thread (rayon's work stealing then evens out the ragged last block, and a
+/// thread that was descheduled for a moment). Only a plan that packs A caps it at `MC`
+/// rows (its A buffer); A read in place needs no cap.
+fn block_rows(m: usize, threads: usize, plan: &Plan) -> usize {
+    let groups = m.div_ceil(plan.mr);
     let per_block = groups.div_ceil(threads.max(1) * BLOCKS_PER_THREAD).max(1);
-    (per_block * mr).min(MC)
+    let rows = per_block * plan.mr;
+    if plan.pack_a {
+        rows.min(MC)
+    } else {
+        rows
+    }
 }
 
 /// Row blocks each thread should get (see [`block_rows`]).
@@ -72,7 +78,7 @@ pub fn gemm_with(kernel: Kernel, threads: usize, a: MatRef<'_>, b: MatRef<'_>, c
         }
         return simd::gemm_planned(&plan, a, b, c);
     }
-    let mb = block_rows(m, threads, plan.mr);
+    let mb = block_rows(m, threads, &plan);
     let c = &mut c[..m * n];
     let nr = plan.nr;
     let depth: Vec<(usize, usize)> = (0..k)

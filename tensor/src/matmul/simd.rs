@@ -17,8 +17,8 @@
 //!   where it lies (`A[i][p]` at any strides), and for most shapes copying A costs
 //!   more than it saves.
 //! - **Cache blocking** for Zen 5 (48 KB L1d, 1 MB L2 a core): a panel of B holds
-//!   about 512 KB ([`B_PANEL_BYTES`], up to [`KC`] = 384 deep) and stays in L2; the rows
-//!   of A one group of tiles needs (`6 x kc`, 6-9 KB) stay in L1 while the panel
+//!   about 512 KB ([`B_PANEL_BYTES`], up to [`KC`] = 512 deep) and stays in L2; the rows
+//!   of A one group of tiles needs (`6 x kc`, up to 12 KB) stay in L1 while the panel
 //!   streams past them, sliver by sliver; tiles are stored straight into C (edge
 //!   tiles through a small buffer).
 //!
@@ -52,7 +52,7 @@ use super::MatRef;
 
 /// Deepest panel (rows of B, columns of A per pass over C); a product `k` deep is
 /// cut into `ceil(k / KC)` equal panels.
-pub const KC: usize = 384;
+pub const KC: usize = 512;
 /// Depth of a panel for narrow products (n <= [`NARROW_N`]): the B panel is only
 /// `n` wide, so it can be deeper, and A's rows are read in longer runs.
 pub const KC_NARROW: usize = 1024;
@@ -76,9 +76,9 @@ pub const SHALLOW_K: usize = 64;
 /// |---|---|---|---|
 /// | narrow, `n <= 64` (AVX-512, AVX2) | read in place | AVX-512 `6 x n` rounded up to 16; AVX2 `6 x 16` | up to 1024 |
 /// | shallow, `k <= 64` (AVX-512) | packed | `12 x 32` | `k` |
-/// | otherwise, AVX-512 | read in place | `6 x 64` | up to 384 |
-/// | otherwise, AVX2 | read in place | `6 x 16` | up to 384 |
-/// | portable, any | packed | `6 x 16` | up to 384 |
+/// | otherwise, AVX-512 | read in place | `6 x 64` | up to 512 |
+/// | otherwise, AVX2 | read in place | `6 x 16` | up to 512 |
+/// | portable, any | packed | `6 x 16` | up to 512 |
 ///
 /// Why (measured on Zen 5 against the `gemm` crate and OpenBLAS, `benches/peers`):
 /// reading A in place saves a copy of A per panel of B, which is most of the
@@ -87,7 +87,7 @@ pub const SHALLOW_K: usize = 64;
 /// one sliver (48 columns for n = 40, not 32 + 32). A shallow product (attention's
 /// `Q K^T`, k = 40) runs 40-step tiles, where the 12-row packed tile, with half the
 /// per-tile overhead per flop, wins. Panels of equal depth: k = 640 is two of 320, not
-/// 384 + 256. The panel width `nc` keeps a `kc x nc` panel of B near
+/// 512 + 128. The panel width `nc` keeps a `kc x nc` panel of B near
 /// [`B_PANEL_BYTES`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -120,7 +120,7 @@ impl Plan {
         } else {
             (true, kernel.mr(), kernel.nr(), KC)
         };
-        // Equal panels: k = 640 is two panels of 320, not 384 + 256 (the C traffic of
+        // Equal panels: k = 640 is two panels of 320, not 512 + 128 (the C traffic of
         // a panel is the same whatever its depth, so a thin last panel wastes it).
         let kc = k.div_ceil(k.div_ceil(kc).max(1)).max(1);
         let nc = (B_PANEL_BYTES / 4 / kc / nr * nr).clamp(nr, NC);

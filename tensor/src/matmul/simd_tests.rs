@@ -69,8 +69,8 @@ fn check(m: usize, k: usize, n: usize, a_t: bool, b_t: bool) {
 
 #[test]
 fn plans_follow_the_table() {
-    let p = Plan::new(Kernel::portable(), 500, 500);
-    assert_eq!((p.pack_a, p.mr, p.nr, p.kc), (true, 6, 16, 250));
+    let p = Plan::new(Kernel::portable(), 1000, 500);
+    assert_eq!((p.pack_a, p.mr, p.nr, p.kc), (true, 6, 16, 500));
     let p = Plan::new(Kernel::portable(), 100, 40);
     assert_eq!((p.pack_a, p.mr, p.nr, p.kc), (true, 6, 16, 100));
     if let Some(k) = Kernel::avx512() {
