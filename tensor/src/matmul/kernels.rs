@@ -144,7 +144,13 @@ impl Kernel {
                 // slicing just above checked all three.
                 unsafe { x86::kernel_avx512_packed(kc, a, b, tile, c.ld, c.add) }
             }
-            _ => self.run(kc, ABlock::packed(a, 0, kc), b, self.nr(), c),
+            _ => {
+                let b = BSliver {
+                    data: b,
+                    stride: self.nr(),
+                };
+                self.run(kc, ABlock::packed(a, 0, kc), b, self.nr(), c)
+            }
         }
     }
 
@@ -159,17 +165,30 @@ impl Kernel {
     /// overwritten, or added to when `c.add`. `nr` is the width of the B sliver: 16,
     /// 32, 48 or 64 for the AVX-512 kernel, always [`Kernel::nr`] for the others.
     ///
+    /// Row `p` of the B sliver is `b.data[p * b.stride ..][..nr]`: a packed sliver
+    /// (`stride = nr`) or B where it lies (`stride` = its row stride).
+    ///
     /// Panics (a bounds check, never undefined behaviour) if an element of `a`
-    /// (`a.rows[r] + p * a.step` for `p < kc`), of `b` (`kc * nr` floats) or of the
-    /// tile lies outside its slice. The checks cost a few integer operations per call.
+    /// (`a.rows[r] + p * a.step` for `p < kc`), of `b` or of the tile lies outside its
+    /// slice. The checks cost a few integer operations per call.
     #[inline]
-    pub(crate) fn run(self, kc: usize, a: ABlock<'_>, b: &[f32], nr: usize, c: CTile<'_>) {
+    pub(crate) fn run(self, kc: usize, a: ABlock<'_>, b: BSliver<'_>, nr: usize, c: CTile<'_>) {
         // Only the AVX-512 kernel has several widths; the others always take nr().
         let nr = match self {
             Kernel::Avx512(_) => nr.next_multiple_of(16).clamp(16, NR_MAX),
             _ => self.nr(),
         };
-        let b = &b[..kc * nr];
+        let b_stride = b.stride;
+        let b = match kc.checked_sub(1) {
+            None => &b.data[..0],
+            Some(p) => {
+                let end = p
+                    .checked_mul(b_stride)
+                    .and_then(|x| x.checked_add(nr))
+                    .unwrap_or(usize::MAX);
+                &b.data[..end]
+            }
+        };
         let c_end = (MR - 1)
             .checked_mul(c.ld)
             .and_then(|x| x.checked_add(c.offset))
@@ -192,17 +211,18 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512(_) => {
                 let (rows, step, ld, add) = (a.rows, a.step, c.ld, c.add);
+                let (b, bs) = (b, b_stride);
                 // SAFETY: a `CpuHasAvx512` token exists only if the CPU reported
                 // AVX-512F, the one feature the functions enable. `a_data` holds every
-                // `rows[r] + p * step` (p < kc), `b` exactly `kc * nr` floats, and
-                // `tile` every `r * ld + j` (r < 6, j < nr), nr = 16 * NV: checked
-                // just above.
+                // `rows[r] + p * step` (p < kc), `b` every `p * bs + j` (p < kc,
+                // j < nr), and `tile` every `r * ld + j` (r < 6, j < nr), nr = 16 * NV:
+                // checked just above.
                 unsafe {
                     match nr / 16 {
-                        1 => x86::kernel_avx512::<1>(kc, a_data, rows, step, b, tile, ld, add),
-                        3 => x86::kernel_avx512::<3>(kc, a_data, rows, step, b, tile, ld, add),
-                        4 => x86::kernel_avx512::<4>(kc, a_data, rows, step, b, tile, ld, add),
-                        _ => x86::kernel_avx512::<2>(kc, a_data, rows, step, b, tile, ld, add),
+                        1 => x86::kernel_avx512::<1>(kc, a_data, rows, step, b, bs, tile, ld, add),
+                        3 => x86::kernel_avx512::<3>(kc, a_data, rows, step, b, bs, tile, ld, add),
+                        4 => x86::kernel_avx512::<4>(kc, a_data, rows, step, b, bs, tile, ld, add),
+                        _ => x86::kernel_avx512::<2>(kc, a_data, rows, step, b, bs, tile, ld, add),
                     }
                 }
             }
@@ -211,9 +231,11 @@ impl Kernel {
                 // SAFETY: a `CpuHasAvx2Fma` token exists only if the CPU reported AVX2
                 // and FMA; the slices cover every index the kernel touches (as above,
                 // with 16 columns).
-                unsafe { x86::kernel_avx2(kc, a_data, a.rows, a.step, b, tile, c.ld, c.add) }
+                unsafe {
+                    x86::kernel_avx2(kc, a_data, a.rows, a.step, b, b_stride, tile, c.ld, c.add)
+                }
             }
-            _ => kernel_portable(kc, a_data, a.rows, a.step, b, tile, c.ld, c.add),
+            _ => kernel_portable(kc, a_data, a.rows, a.step, b, b_stride, tile, c.ld, c.add),
         }
     }
 }
@@ -241,6 +263,13 @@ impl<'a> ABlock<'a> {
     }
 }
 
+/// The B sliver a micro-kernel reads: row `p` is `data[p * stride ..][..nr]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BSliver<'a> {
+    pub data: &'a [f32],
+    pub stride: usize,
+}
+
 /// Where a micro-kernel writes its `MR x nr` tile: element `(r, j)` is
 /// `data[offset + r * ld + j]`; `add` adds the tile to what is there.
 #[derive(Debug)]
@@ -260,13 +289,15 @@ fn kernel_portable(
     rows: [usize; MR],
     step: usize,
     b: &[f32],
+    b_stride: usize,
     tile: &mut [f32],
     ld: usize,
     add: bool,
 ) {
     const NR: usize = 16;
     let mut acc = [[0.0f32; NR]; MR];
-    for (p, bp) in b.chunks_exact(NR).take(kc).enumerate() {
+    for p in 0..kc {
+        let bp = &b[p * b_stride..p * b_stride + NR];
         for (acc_row, &r0) in acc.iter_mut().zip(&rows) {
             let av = a[r0 + p * step];
             for (c, &bv) in acc_row.iter_mut().zip(bp) {
@@ -300,8 +331,9 @@ mod x86 {
     ///
     /// # Safety
     /// The CPU must support AVX-512F; `a` must hold `rows[r] + p * step` for r < 6,
-    /// p < kc; `b.len() >= kc * 16 * NV`; `tile` must hold `r * ld + j` for r < 6,
-    /// j < 16 * NV. Loads and stores are unaligned, so any alignment works.
+    /// p < kc; `b` must hold `p * b_stride + j` for p < kc, j < 16 * NV; `tile` must
+    /// hold `r * ld + j` for r < 6, j < 16 * NV. Loads and stores are unaligned, so
+    /// any alignment works.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn kernel_avx512<const NV: usize>(
@@ -310,6 +342,7 @@ mod x86 {
         rows: [usize; MR],
         step: usize,
         b: &[f32],
+        b_stride: usize,
         tile: &mut [f32],
         ld: usize,
         add: bool,
@@ -318,7 +351,7 @@ mod x86 {
         let ap: [*const f32; MR] = rows.map(|r| a.as_ptr().add(r));
         let (mut off, mut bp) = (0usize, b.as_ptr());
         for _ in 0..kc {
-            // Step p reads a[rows[r] + p*step] and b[p*16*NV .. (p+1)*16*NV]: in
+            // Step p reads a[rows[r] + p*step] and b[p*b_stride ..][..16*NV]: in
             // bounds for p < kc by the requirements.
             let mut bv = [_mm512_setzero_ps(); NV];
             for (v, bv) in bv.iter_mut().enumerate() {
@@ -331,7 +364,7 @@ mod x86 {
                 }
             }
             off += step;
-            bp = bp.add(16 * NV);
+            bp = bp.wrapping_add(b_stride);
         }
         // Row r of the tile is tile[r*ld .. r*ld + 16*NV], inside the required length.
         let tp = tile.as_mut_ptr();
@@ -395,7 +428,7 @@ mod x86 {
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA; the slices as for [`kernel_avx512`], with
-    /// 16 columns instead of 32.
+    /// 16 columns.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn kernel_avx2(
@@ -404,16 +437,16 @@ mod x86 {
         rows: [usize; MR],
         step: usize,
         b: &[f32],
+        b_stride: usize,
         tile: &mut [f32],
         ld: usize,
         add: bool,
     ) {
-        const NR: usize = 16;
         let mut acc: [[__m256; 2]; MR] = [[_mm256_setzero_ps(); 2]; MR];
         let ap: [*const f32; MR] = rows.map(|r| a.as_ptr().add(r));
         let (mut off, mut bp) = (0usize, b.as_ptr());
         for _ in 0..kc {
-            // Step p reads a[rows[r] + p*step] and b[p*16 .. p*16+16]: in bounds.
+            // Step p reads a[rows[r] + p*step] and b[p*b_stride ..][..16]: in bounds.
             let b0 = _mm256_loadu_ps(bp);
             let b1 = _mm256_loadu_ps(bp.add(8));
             for (acc_r, a_r) in acc.iter_mut().zip(ap) {
@@ -422,7 +455,7 @@ mod x86 {
                 acc_r[1] = _mm256_fmadd_ps(av, b1, acc_r[1]);
             }
             off += step;
-            bp = bp.add(NR);
+            bp = bp.wrapping_add(b_stride);
         }
         let tp = tile.as_mut_ptr();
         for (r, acc_r) in acc.iter().enumerate() {

@@ -32,7 +32,9 @@
 
 use rayon::prelude::*;
 
-use super::simd::{self, macro_kernel, pack_b_sliver, with_scratch, Kernel, Plan, MC};
+use super::simd::{
+    self, macro_kernel, pack_b, pack_b_sliver, with_scratch, BPanel, Kernel, Plan, MC,
+};
 use super::MatRef;
 
 /// C = A * B with packing, the fastest micro-kernel, and rayon threads over row blocks
@@ -87,21 +89,31 @@ pub fn gemm_with(kernel: Kernel, threads: usize, a: MatRef<'_>, b: MatRef<'_>, c
         .collect();
     let per_panel = plan.bpack_len(n);
     let group = (SHARED_B_FLOATS / per_panel).max(1);
+    let b_in_place = plan.reads_b_in_place(&b);
     with_scratch(per_panel * group.min(depth.len()), |bpack| {
         for jc in (0..n).step_by(plan.nc) {
             let nc = plan.nc.min(n - jc);
             for panels in depth.chunks(group) {
-                // The threads pack the panels together (a sliver each)...
-                let mut jobs = Vec::new();
-                for (&(pc, kc), dst) in panels.iter().zip(bpack.chunks_mut(per_panel)) {
-                    let panel = b.rows_range(pc, kc).cols_range(jc, nc);
-                    for (s, sliver) in dst.chunks_mut(kc * nr).take(nc.div_ceil(nr)).enumerate() {
-                        let width = plan.sliver_width(s, nc);
-                        jobs.push((panel, s * nr, width, &mut sliver[..kc * width]));
+                if b_in_place {
+                    // Only narrow last slivers are packed, and they are small.
+                    for (&(pc, kc), dst) in panels.iter().zip(bpack.chunks_mut(per_panel)) {
+                        pack_b(b, (pc, kc), (jc, nc), &plan, true, dst);
                     }
+                } else {
+                    // The threads pack the panels together (a sliver each)...
+                    let mut jobs = Vec::new();
+                    for (&(pc, kc), dst) in panels.iter().zip(bpack.chunks_mut(per_panel)) {
+                        let panel = b.rows_range(pc, kc).cols_range(jc, nc);
+                        for (s, sliver) in dst.chunks_mut(kc * nr).take(nc.div_ceil(nr)).enumerate()
+                        {
+                            let width = plan.sliver_width(s, nc);
+                            jobs.push((panel, s * nr, width, &mut sliver[..kc * width]));
+                        }
+                    }
+                    jobs.into_par_iter().for_each(|(panel, j0, width, sliver)| {
+                        pack_b_sliver(panel, j0, width, sliver)
+                    });
                 }
-                jobs.into_par_iter()
-                    .for_each(|(panel, j0, width, sliver)| pack_b_sliver(panel, j0, width, sliver));
                 // ...then share them: each thread takes blocks of rows through every
                 // panel, in the order the single-threaded rung adds them.
                 let bpack = &*bpack;
@@ -112,13 +124,14 @@ pub fn gemm_with(kernel: Kernel, threads: usize, a: MatRef<'_>, b: MatRef<'_>, c
                         // Each thread packs its own rows of A (if the plan packs A).
                         with_scratch(plan.apack_len(mc), |apack| {
                             for (&(pc, kc), packed) in panels.iter().zip(bpack.chunks(per_panel)) {
+                                let bpanel = BPanel::new(&b, (pc, jc), b_in_place, packed);
                                 macro_kernel(
                                     &plan,
                                     a,
                                     (blk * mb, mc),
                                     (pc, kc),
                                     (jc, nc),
-                                    packed,
+                                    bpanel,
                                     plan.pack_a.then_some(&mut *apack),
                                     c_rows,
                                     n,

@@ -11,7 +11,8 @@
 //! - **Packing.** A `kc x nc` panel of B is copied into `nr`-wide slivers (row `p` of a
 //!   sliver is `nr` adjacent floats, zero-padded at the edge), so the kernel reads B
 //!   with unit stride whatever the strides of the original view: a transposed B is
-//!   absorbed by the packing, not copied. A is packed the same way into `mr`-tall
+//!   absorbed by the packing, not copied (a B of at most 256 KB with contiguous rows
+//!   is read where it lies instead). A is packed the same way into `mr`-tall
 //!   slivers (column `p` is `mr` adjacent floats) only where that pays (see [`Plan`]):
 //!   the kernel broadcasts one value of A per row and step, which it can as well read
 //!   where it lies (`A[i][p]` at any strides), and for most shapes copying A costs
@@ -46,7 +47,7 @@
 
 use std::cell::RefCell;
 
-use super::kernels::{ABlock, CTile, MR_MAX, NR_MAX};
+use super::kernels::{ABlock, BSliver, CTile, MR_MAX, NR_MAX};
 pub use super::kernels::{Kernel, MR};
 use super::MatRef;
 
@@ -63,6 +64,9 @@ pub const NC: usize = 3072;
 /// Bytes of packed B a panel aims for: half the L2 of the core it runs on (1 MB on
 /// Zen 5), so the panel stays in L2 while every row of A streams past it.
 pub const B_PANEL_BYTES: usize = 512 * 1024;
+/// A B of at most this many floats (256 KB), with unit column stride, is read where
+/// it lies instead of being packed (see [`Plan::reads_b_in_place`]).
+pub const B_IN_PLACE_FLOATS: usize = 64 * 1024;
 /// Products at most this many columns wide take the narrow path (one sliver).
 pub const NARROW_N: usize = NR_MAX;
 /// Products at most this deep pack A for the tallest tile (see [`Plan`]).
@@ -146,6 +150,17 @@ impl Plan {
         }
     }
 
+    /// Whether to read whole slivers of `b` where it lies rather than packing them:
+    /// when A is read in place too (the kernels that take any B row stride), B's rows
+    /// are contiguous, and all of B fits in L2 (so a small product does not pay for a
+    /// copy of B, and the threads of the parallel rung need not meet to share one).
+    /// Reading B in place or packed gives the same bits.
+    pub(crate) fn reads_b_in_place(&self, b: &MatRef<'_>) -> bool {
+        !self.pack_a
+            && (b.col_stride == 1 || b.cols <= 1)
+            && b.rows.saturating_mul(b.cols) <= B_IN_PLACE_FLOATS
+    }
+
     /// Floats of a packed B panel for a product `n` wide.
     pub(crate) fn bpack_len(&self, n: usize) -> usize {
         self.kc * self.nc.min(n.next_multiple_of(self.nr))
@@ -188,23 +203,69 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
 
 /// Pack rows `pc..pc+kc`, columns `jc..jc+nc` of B into slivers: sliver `s` covers
 /// columns `s*nr ..`, occupies `dst[s*kc*nr ..]`, and row `p` of it is
-/// `plan.sliver_width(s, nc)` floats (zero past column `nc`).
+/// `plan.sliver_width(s, nc)` floats (zero past column `nc`). With `in_place` (see
+/// [`Plan::reads_b_in_place`]) only a last sliver narrower than `nr` is packed, at
+/// `dst[0 ..]`: the kernels read the whole ones from B itself.
 pub(crate) fn pack_b(
     b: MatRef<'_>,
     (pc, kc): (usize, usize),
     (jc, nc): (usize, usize),
     plan: &Plan,
+    in_place: bool,
     dst: &mut [f32],
 ) {
     let panel = b.rows_range(pc, kc).cols_range(jc, nc);
     for s in 0..nc.div_ceil(plan.nr) {
-        let (start, width) = (s * kc * plan.nr, plan.sliver_width(s, nc));
-        pack_b_sliver(
-            panel,
-            s * plan.nr,
-            width,
-            &mut dst[start..start + kc * width],
-        );
+        let (j0, width) = (s * plan.nr, plan.sliver_width(s, nc));
+        let whole = j0 + plan.nr <= nc;
+        if in_place && whole {
+            continue;
+        }
+        let start = if in_place { 0 } else { s * kc * plan.nr };
+        pack_b_sliver(panel, j0, width, &mut dst[start..start + kc * width]);
+    }
+}
+
+/// A `kc x nc` panel of B as the micro-kernels read it: packed slivers, or (when
+/// `in_place` holds B's data, the index of the panel's first element and its row
+/// stride) whole slivers from B itself and only a narrower last one from `packed`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BPanel<'a> {
+    pub packed: &'a [f32],
+    pub in_place: Option<(&'a [f32], usize, usize)>,
+}
+
+impl<'a> BPanel<'a> {
+    /// The panel `(pc, jc)` of `b`, read in place or from `packed` as [`pack_b`] left it.
+    pub(crate) fn new(
+        b: &MatRef<'a>,
+        (pc, jc): (usize, usize),
+        in_place: bool,
+        packed: &'a [f32],
+    ) -> Self {
+        let start = b.offset + pc * b.row_stride + jc * b.col_stride;
+        BPanel {
+            packed,
+            in_place: in_place.then_some((b.data, start, b.row_stride)),
+        }
+    }
+
+    /// Sliver `s` (`width` floats a row; `whole` if all `nr` of its columns exist).
+    fn sliver(&self, s: usize, (kc, nr): (usize, usize), width: usize, whole: bool) -> BSliver<'a> {
+        match self.in_place {
+            Some((data, start, stride)) if whole => BSliver {
+                data: &data[start + s * nr..],
+                stride,
+            },
+            Some(_) => BSliver {
+                data: self.packed,
+                stride: width,
+            },
+            None => BSliver {
+                data: &self.packed[s * kc * nr..],
+                stride: width,
+            },
+        }
     }
 }
 
@@ -305,7 +366,7 @@ pub(crate) fn pack_a(
 /// in L1 while the panel of B streams from L2; whole tiles go straight to C, edge
 /// tiles through a small buffer.
 ///
-/// `c_rows` is rows `ic..ic+mc` of C (full width `n`); `bpack` is the packed panel.
+/// `c_rows` is rows `ic..ic+mc` of C (full width `n`); `bpanel` is the panel of B.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn macro_kernel(
     plan: &Plan,
@@ -313,7 +374,7 @@ pub(crate) fn macro_kernel(
     (ic, mc): (usize, usize),
     (pc, kc): (usize, usize),
     (jc, nc): (usize, usize),
-    bpack: &[f32],
+    bpanel: BPanel<'_>,
     apack: Option<&mut [f32]>,
     c_rows: &mut [f32],
     n: usize,
@@ -339,8 +400,8 @@ pub(crate) fn macro_kernel(
         };
         for s in 0..nc.div_ceil(nr) {
             let (jr, ws) = (s * nr, plan.sliver_width(s, nc));
-            let b_sliver = &bpack[s * kc * nr..s * kc * nr + kc * ws];
             let w = ws.min(nc - jr);
+            let b_sliver = bpanel.sliver(s, (kc, nr), ws, jr + nr <= nc);
             let whole = h == mr && w == ws;
             let c = if whole {
                 CTile {
@@ -360,7 +421,7 @@ pub(crate) fn macro_kernel(
             match apack {
                 Some(packed) => {
                     let sliver = &packed[t * kc * mr..(t + 1) * kc * mr];
-                    kernel.run_packed(kc, sliver, b_sliver, c);
+                    kernel.run_packed(kc, sliver, b_sliver.data, c);
                 }
                 None => kernel.run(kc, in_place, b_sliver, ws, c),
             }
@@ -409,13 +470,15 @@ pub(crate) fn gemm_planned(plan: &Plan, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f
         return;
     }
     let b_len = plan.bpack_len(n);
+    let b_in_place = plan.reads_b_in_place(&b);
     with_scratch(b_len + plan.apack_len(MC.min(m)), |buf| {
         let (bpack, apack) = buf.split_at_mut(b_len);
         for jc in (0..n).step_by(plan.nc) {
             let nc = plan.nc.min(n - jc);
             for pc in (0..k).step_by(plan.kc) {
                 let kc = plan.kc.min(k - pc);
-                pack_b(b, (pc, kc), (jc, nc), plan, bpack);
+                pack_b(b, (pc, kc), (jc, nc), plan, b_in_place, bpack);
+                let bpanel = BPanel::new(&b, (pc, jc), b_in_place, bpack);
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
                     macro_kernel(
@@ -424,7 +487,7 @@ pub(crate) fn gemm_planned(plan: &Plan, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f
                         (ic, mc),
                         (pc, kc),
                         (jc, nc),
-                        bpack,
+                        bpanel,
                         plan.pack_a.then_some(&mut *apack),
                         &mut c[ic * n..(ic + mc) * n],
                         n,

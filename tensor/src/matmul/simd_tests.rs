@@ -124,3 +124,22 @@ fn wide_products_across_panels() {
     check(13, 100, 91, false, false);
     check(13, 100, 112, false, true);
 }
+
+#[test]
+fn small_b_read_in_place() {
+    // A B of at most B_IN_PLACE_FLOATS with contiguous rows is read where it lies
+    // (whole slivers), a narrower last sliver packed; a transposed B is packed.
+    if let Some(k) = Kernel::avx512().or_else(Kernel::avx2) {
+        let b = vec![0.0; 300 * 128];
+        let plan = Plan::new(k, 300, 128);
+        assert!(plan.reads_b_in_place(&MatRef::row_major(&b, 300, 128).unwrap()));
+        assert!(!plan.reads_b_in_place(&MatRef::row_major(&b, 128, 300).unwrap().t()));
+        let n = B_IN_PLACE_FLOATS / 300 + 1;
+        let big = vec![0.0; 300 * n];
+        let plan = Plan::new(k, 300, n);
+        assert!(!plan.reads_b_in_place(&MatRef::row_major(&big, 300, n).unwrap()));
+    }
+    check(25, 300, 128, false, false);
+    check(MC + 1, 700, 72, true, false);
+    check(40, 50, 200, false, false);
+}
