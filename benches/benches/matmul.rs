@@ -1,14 +1,17 @@
-//! The matmul ladder (tensor/src/matmul/): every rung at square sizes 64..1024, with
-//! throughput in FLOPs (2 * m * n * k per product; criterion prints it as
-//! "elem/s", read it as FLOP/s).
+//! The matmul ladder (tensor/src/matmul/): every rung at square sizes 64..1024, then
+//! the products Stable Diffusion 1.5 spends its time in (`benches::cases`, the same
+//! shapes as the peer comparison in `benches/peers/`), with throughput in FLOPs
+//! (2 * m * n * k per product; criterion prints it as "elem/s", read it as FLOP/s).
 //!
-//! `cargo bench -p benches --bench matmul`            all rungs, all sizes
-//! `cargo bench -p benches --bench matmul -- /512`     only N = 512
+//! `cargo bench -p benches --bench matmul`                  all groups
+//! `cargo bench -p benches --bench matmul -- /512`           only N = 512
+//! `cargo bench -p benches --bench matmul -- matmul_sd`      only the SD shapes
 //!
 //! Group names end in `_flops` because criterion can only say "elem/s": one element
 //! here is one floating-point operation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use benches::{cases, values, Case};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
@@ -26,18 +29,6 @@ const RUNGS: [(&str, Rung); 6] = [
     ("parallel", parallel::gemm),
     ("gemm_dispatch", matmul::gemm),
 ];
-
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        })
-        .collect()
-}
 
 fn ladder(c: &mut Criterion) {
     let mut group = c.benchmark_group("matmul_flops");
@@ -94,5 +85,47 @@ fn ladder(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, ladder);
+/// The SD 1.5 products (linear layers, attention's `Q K^T` with K read transposed
+/// and `P V`): the SIMD rung on one thread and the `gemm` entry point on all.
+fn sd_shapes(c: &mut Criterion) {
+    let mut group = c.benchmark_group("matmul_sd_flops");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for case in cases() {
+        let Case::Matmul {
+            m,
+            k,
+            n,
+            b_transposed,
+        } = case.case
+        else {
+            continue;
+        };
+        if !case.name.starts_with("sd ") {
+            continue;
+        }
+        let a = values(m * k, 1);
+        let b = values(k * n, 2);
+        let mut out = vec![0.0f32; m * n];
+        let am = MatRef::row_major(&a, m, k).unwrap();
+        let bm = if b_transposed {
+            MatRef::row_major(&b, n, k).unwrap().t()
+        } else {
+            MatRef::row_major(&b, k, n).unwrap()
+        };
+        let id = format!("{m}x{k}x{n}{}", if b_transposed { "_bT" } else { "" });
+        group.throughput(Throughput::Elements(case.flops() as u64));
+        group.bench_function(BenchmarkId::new("simd", &id), |bench| {
+            bench.iter(|| simd::gemm(black_box(am), black_box(bm), &mut out));
+        });
+        group.bench_function(BenchmarkId::new("gemm_dispatch", &id), |bench| {
+            bench.iter(|| matmul::gemm(black_box(am), black_box(bm), &mut out));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, ladder, sd_shapes);
 criterion_main!(benches);

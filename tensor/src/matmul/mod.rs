@@ -10,9 +10,9 @@
 //! 2. [`reorder`]: loop order `i, p, j`, so the inner loop walks a row of B and a row
 //!    of C with unit stride and the compiler vectorises it.
 //! 3. [`blocked`]: cache blocking: work on tiles of A, B and C that stay in cache.
-//! 4. [`simd`]: pack panels of A and B into contiguous slivers, then a register-blocked
-//!    micro-kernel ([`kernels`]: AVX-512F 6 x 32, AVX2+FMA 6 x 16, or portable)
-//!    computes a tile of C in registers.
+//! 4. [`simd`]: pack panels of B (and, where it pays, of A) into contiguous slivers,
+//!    then a register-blocked micro-kernel ([`kernels`]: AVX-512F 6 x 64 or 12 x 32,
+//!    AVX2+FMA 6 x 16, or portable) computes a tile of C in registers.
 //! 5. [`parallel`]: the SIMD rung with row blocks of C spread over rayon threads.
 //!
 //! [`gemm`] is the one entry point every other kernel (conv2d, attention, linear

@@ -43,7 +43,7 @@
 //! ```
 
 use super::kernels::{Kernel, MR, NR_MAX};
-use super::simd::{aligned_buffer, pack_a};
+use super::simd::pack_a;
 use super::MatRef;
 use rayon::prelude::*;
 
@@ -83,7 +83,7 @@ impl PackedA {
             let data = &mut buf[off..off + mpad * k];
             let pack = |(i, dst): (usize, &mut [f32])| {
                 let pc = i * kcb;
-                pack_a(a, (0, m), (pc, kcb.min(k - pc)), dst);
+                pack_a(a, (0, m), (pc, kcb.min(k - pc)), MR, dst);
             };
             if m * k >= PARALLEL_PACK {
                 data.par_chunks_mut(kcb * mpad).enumerate().for_each(pack);
@@ -251,7 +251,7 @@ impl SliverPass<'_> {
         let mut tile = [0.0f32; MR * NR_MAX];
         let block = self.kc * MR;
         for (t, a_sliver) in self.a_rows.chunks_exact(block).enumerate() {
-            kernel.run(self.kc, a_sliver, self.b_sliver, &mut tile);
+            kernel.run_tile(self.kc, a_sliver, self.b_sliver, &mut tile);
             let c = &mut self.c_strip[t * MR * self.ldc..];
             match nr {
                 32 => write_tile::<32>(&tile, c, self.ldc, self.first),
@@ -398,4 +398,12 @@ mod tests {
             check(m, k, n, b_transposed, seed);
         }
     }
+}
+
+/// A zeroed buffer of at least `len` floats whose start is 64-byte aligned, so packed
+/// rows line up with cache lines. Returns the storage and the offset of the aligned start.
+fn aligned_buffer(len: usize) -> (Vec<f32>, usize) {
+    let buf = vec![0.0f32; len + 16];
+    let off = buf.as_ptr().align_offset(64).min(16);
+    (buf, off)
 }

@@ -1,16 +1,18 @@
 //! Rung 5 of the matmul ladder: the SIMD rung on every core (lesson `lessons/01-matmul`).
 //!
-//! What it adds over [`super::simd`]: for each `(jc, pc)` panel, B is packed once and
-//! shared (read-only) by all threads; the rows of C are cut into blocks of at most
-//! `MC` rows, and rayon hands the blocks to its threads. Each thread packs its own
-//! rows of A into a buffer of its own and writes only its own rows of C, so no two
-//! threads ever touch the same memory (`par_chunks_mut` proves it to the compiler).
-//! The number of blocks is a multiple of the thread count so the threads finish
-//! together. When C has too few rows to go round (a matrix-vector-like product), the
+//! What it adds over [`super::simd`]: for each panel of columns, the threads pack
+//! B together (a sliver each, several panels of depth at once, up to 4 MB) and then
+//! share it read-only; the rows of C are cut into blocks, about four per thread, and
+//! rayon hands the blocks to its threads (work stealing evens out the ragged last
+//! one). Each thread reads (or, where the plan packs A, packs into a
+//! buffer of its own) only its own rows of A and writes only its own rows of C, so
+//! no two threads ever write the same memory (`par_chunks_mut` proves it to the
+//! compiler). When C has too few rows to go round (a matrix-vector-like product), the
 //! columns are split instead: each thread computes a strip of C into its own buffer.
 //!
-//! Each C element is computed by exactly the same sequence of operations as in the
-//! single-threaded SIMD rung, so the two agree bit for bit.
+//! Both rungs cut a product up with the same [`super::simd::Plan`], so each C element
+//! is computed by exactly the same sequence of operations as in the single-threaded
+//! SIMD rung, and the two agree bit for bit.
 //!
 //! Shapes: A (m x k), B (k x n) through [`MatRef`]s with any strides; C contiguous
 //! (m x n), overwritten.
@@ -30,8 +32,9 @@
 
 use rayon::prelude::*;
 
-use super::simd::{self, aligned_buffer, bpack_len, macro_kernel, pack_b, Kernel, MC, MR};
-use super::simd::{KC, NC};
+use super::simd::{
+    self, macro_kernel, pack_b, pack_b_sliver, with_scratch, BPanel, Kernel, Plan, MC,
+};
 use super::MatRef;
 
 /// C = A * B with packing, the fastest micro-kernel, and rayon threads over row blocks
@@ -40,73 +43,121 @@ pub fn gemm(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32]) {
     gemm_with(Kernel::detect(), rayon::current_num_threads(), a, b, c);
 }
 
-/// Row-block height: at most `MC`, a multiple of `MR`, and enough blocks for every one
-/// of `threads` threads to get the same number (up to the last, shorter one).
-fn block_rows(m: usize, threads: usize) -> usize {
-    let threads = threads.max(1);
-    let rounds = m.div_ceil(threads * MC).max(1);
-    let blocks = threads * rounds;
-    m.div_ceil(blocks).next_multiple_of(MR).clamp(MR, MC)
+/// Floats of packed B the threads share at a time (4 MB): as many panels of depth as
+/// fit are packed in one go, so the threads meet twice per panel of columns rather
+/// than twice per panel of depth (each meeting costs a wake-up of the other threads).
+const SHARED_B_FLOATS: usize = 1 << 20;
+
+/// Row-block height: a multiple of `mr` that cuts C into [`BLOCKS_PER_THREAD`] blocks
+/// per thread (rayon's work stealing then evens out the ragged last block, and a
+/// thread that was descheduled for a moment). Only a plan that packs A caps it at `MC`
+/// rows (its A buffer); A read in place needs no cap.
+fn block_rows(m: usize, threads: usize, plan: &Plan) -> usize {
+    let groups = m.div_ceil(plan.mr);
+    let per_block = groups.div_ceil(threads.max(1) * BLOCKS_PER_THREAD).max(1);
+    let rows = per_block * plan.mr;
+    if plan.pack_a {
+        rows.min(MC)
+    } else {
+        rows
+    }
 }
+
+/// Row blocks each thread should get (see [`block_rows`]).
+const BLOCKS_PER_THREAD: usize = 4;
 
 /// C = A * B with the given micro-kernel, work split for `threads` threads: by row
 /// blocks, or by column strips when there are too few rows to go round.
 pub fn gemm_with(kernel: Kernel, threads: usize, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32]) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
+    let plan = Plan::new(kernel, k, n);
     if threads <= 1 || m == 0 || n == 0 || k == 0 {
-        return simd::gemm_with(kernel, a, b, c);
+        return simd::gemm_planned(&plan, a, b, c);
     }
-    if m.div_ceil(MR) < 2 * threads {
-        if n >= 2 * kernel.nr() * threads {
-            return column_strips(kernel, threads, a, b, c);
+    if m.div_ceil(plan.mr) < 2 * threads {
+        if n >= 2 * plan.nr * threads {
+            return column_strips(&plan, threads, a, b, c);
         }
-        return simd::gemm_with(kernel, a, b, c);
+        return simd::gemm_planned(&plan, a, b, c);
     }
-    let mb = block_rows(m, threads);
+    let mb = block_rows(m, threads, &plan);
     let c = &mut c[..m * n];
-    let nr = kernel.nr();
-    let (mut bbuf, boff) = aligned_buffer(bpack_len(kernel, k, n));
-    let bpack = &mut bbuf[boff..];
-    for jc in (0..n).step_by(NC) {
-        let nc = NC.min(n - jc);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
-            pack_b(b, (pc, kc), (jc, nc), nr, bpack);
-            let bpack = &*bpack;
-            c.par_chunks_mut(mb * n).enumerate().for_each_init(
-                || aligned_buffer(mb * kc),
-                |(abuf, aoff), (blk, c_rows)| {
-                    let mc = c_rows.len() / n;
-                    macro_kernel(
-                        kernel,
-                        a,
-                        (blk * mb, mc),
-                        (pc, kc),
-                        (jc, nc),
-                        bpack,
-                        &mut abuf[*aoff..],
-                        c_rows,
-                        n,
-                    );
-                },
-            );
+    let nr = plan.nr;
+    let depth: Vec<(usize, usize)> = (0..k)
+        .step_by(plan.kc)
+        .map(|pc| (pc, plan.kc.min(k - pc)))
+        .collect();
+    let per_panel = plan.bpack_len(n);
+    let group = (SHARED_B_FLOATS / per_panel).max(1);
+    let b_in_place = plan.reads_b_in_place(&b);
+    with_scratch(per_panel * group.min(depth.len()), |bpack| {
+        for jc in (0..n).step_by(plan.nc) {
+            let nc = plan.nc.min(n - jc);
+            for panels in depth.chunks(group) {
+                if b_in_place {
+                    // Only narrow last slivers are packed, and they are small.
+                    for (&(pc, kc), dst) in panels.iter().zip(bpack.chunks_mut(per_panel)) {
+                        pack_b(b, (pc, kc), (jc, nc), &plan, true, dst);
+                    }
+                } else {
+                    // The threads pack the panels together (a sliver each)...
+                    let mut jobs = Vec::new();
+                    for (&(pc, kc), dst) in panels.iter().zip(bpack.chunks_mut(per_panel)) {
+                        let panel = b.rows_range(pc, kc).cols_range(jc, nc);
+                        for (s, sliver) in dst.chunks_mut(kc * nr).take(nc.div_ceil(nr)).enumerate()
+                        {
+                            let width = plan.sliver_width(s, nc);
+                            jobs.push((panel, s * nr, width, &mut sliver[..kc * width]));
+                        }
+                    }
+                    jobs.into_par_iter().for_each(|(panel, j0, width, sliver)| {
+                        pack_b_sliver(panel, j0, width, sliver)
+                    });
+                }
+                // ...then share them: each thread takes blocks of rows through every
+                // panel, in the order the single-threaded rung adds them.
+                let bpack = &*bpack;
+                c.par_chunks_mut(mb * n)
+                    .enumerate()
+                    .for_each(|(blk, c_rows)| {
+                        let mc = c_rows.len() / n;
+                        // Each thread packs its own rows of A (if the plan packs A).
+                        with_scratch(plan.apack_len(mc), |apack| {
+                            for (&(pc, kc), packed) in panels.iter().zip(bpack.chunks(per_panel)) {
+                                let bpanel = BPanel::new(&b, (pc, jc), b_in_place, packed);
+                                macro_kernel(
+                                    &plan,
+                                    a,
+                                    (blk * mb, mc),
+                                    (pc, kc),
+                                    (jc, nc),
+                                    bpanel,
+                                    plan.pack_a.then_some(&mut *apack),
+                                    c_rows,
+                                    n,
+                                );
+                            }
+                        });
+                    });
+            }
         }
-    }
+    });
 }
 
 /// Few rows, many columns (a matrix-vector-like product): give each thread a strip of
-/// columns of B, computed into its own buffer, then copy the strips into C. The copy
-/// is `m * n` floats against `m * n * k` multiply-adds.
-fn column_strips(kernel: Kernel, threads: usize, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32]) {
+/// columns of B, computed into its own buffer with the whole product's plan (so the
+/// same bits), then copy the strips into C. The copy is `m * n` floats against
+/// `m * n * k` multiply-adds.
+fn column_strips(plan: &Plan, threads: usize, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32]) {
     let (m, n) = (a.rows, b.cols);
-    let w = n.div_ceil(threads).next_multiple_of(kernel.nr());
+    let w = n.div_ceil(threads).next_multiple_of(plan.nr);
     let starts: Vec<usize> = (0..n).step_by(w).collect();
     let strips: Vec<(usize, usize, Vec<f32>)> = starts
         .into_par_iter()
         .map(|j0| {
             let wj = w.min(n - j0);
             let mut buf = vec![0.0f32; m * wj];
-            simd::gemm_with(kernel, a, b.cols_range(j0, wj), &mut buf);
+            simd::gemm_planned(plan, a, b.cols_range(j0, wj), &mut buf);
             (j0, wj, buf)
         })
         .collect();

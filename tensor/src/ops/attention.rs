@@ -42,7 +42,7 @@ use rayon::prelude::*;
 
 use super::attention_tile::{run_task, Scratch, TaskCtx};
 use crate::error::{Result, TensorError};
-use crate::matmul::kernels::{Kernel, MR, NR_MAX};
+use crate::matmul::kernels::{Kernel, MR};
 use crate::shape::Shape;
 use crate::tensor::Tensor;
 
@@ -72,7 +72,7 @@ pub fn query_tile(nr: usize, lq: usize, batch: usize, threads: usize) -> usize {
 /// kernel tile (`6 x 32`). Independent of `Lq` and `Lk`.
 pub fn scratch_floats(d: usize, dv: usize, nr: usize, bq: usize) -> usize {
     let dv6 = dv.div_ceil(MR) * MR;
-    bq * d + BK * d + BK * dv6 + BK * nr + dv6 * bq + 3 * bq + MR * NR_MAX
+    bq * d + BK * d + BK * dv6 + BK * nr + dv6 * bq + 3 * bq + MR * nr
 }
 
 /// The checked, broadcast operands shared by the fast and the naive kernels.

@@ -32,7 +32,7 @@ use super::attention::{batch_offset, BK, KC_ATT};
 use super::vmath::{dispatch, exp_fast_v, Scalar, Simd, SimdFn};
 #[cfg(target_arch = "x86_64")]
 use super::vmath_x86::Avx2;
-use crate::matmul::kernels::{Kernel, MR, NR_MAX};
+use crate::matmul::kernels::{Kernel, MR};
 use crate::tensor::Tensor;
 
 /// Read-only inputs shared by every task.
@@ -81,7 +81,7 @@ impl Scratch {
             m: vec![0.0; bq],
             l: vec![0.0; bq],
             alpha: vec![0.0; bq],
-            tile: vec![0.0; MR * NR_MAX],
+            tile: vec![0.0; MR * nr],
         }
     }
 
@@ -223,9 +223,9 @@ fn task<S: Simd>(simd: S, c: &TaskCtx<'_>, s: &mut Scratch, b: usize, q0: usize,
                     let a = &s.kp[BK * pc + t * kc * MR..][..kc * MR];
                     let bsl = &s.qp[bq * pc + sq * kc * nr..][..kc * nr];
                     if ci == 0 {
-                        c.kernel.run(kc, a, bsl, dst);
+                        c.kernel.run_tile(kc, a, bsl, dst);
                     } else {
-                        c.kernel.run(kc, a, bsl, &mut s.tile);
+                        c.kernel.run_tile(kc, a, bsl, &mut s.tile);
                         for (x, &y) in dst.iter_mut().zip(s.tile.iter()) {
                             *x += y;
                         }
@@ -248,7 +248,7 @@ fn task<S: Simd>(simd: S, c: &TaskCtx<'_>, s: &mut Scratch, b: usize, q0: usize,
             let ot = &mut s.ot[sq * dv6 * nr..][..dv6 * nr];
             for (u, acc) in ot.chunks_exact_mut(MR * nr).enumerate() {
                 let a = &s.vp[u * BK * MR..][..nk * MR];
-                c.kernel.run(nk, a, p, &mut s.tile);
+                c.kernel.run_tile(nk, a, p, &mut s.tile);
                 for (acc_row, t_row) in acc.chunks_exact_mut(nr).zip(s.tile.chunks_exact(nr)) {
                     for ((o, &x), &al) in acc_row.iter_mut().zip(t_row).zip(alpha) {
                         *o = *o * al + x;
