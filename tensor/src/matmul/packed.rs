@@ -294,6 +294,14 @@ fn write_tile_any(tile: &[f32], nr: usize, c: &mut [f32], ldc: usize, first: boo
     }
 }
 
+/// A zeroed buffer of at least `len` floats whose start is 64-byte aligned, so packed
+/// rows line up with cache lines. Returns the storage and the offset of the aligned start.
+fn aligned_buffer(len: usize) -> (Vec<f32>, usize) {
+    let buf = vec![0.0f32; len + 16];
+    let off = buf.as_ptr().align_offset(64).min(16);
+    (buf, off)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -398,12 +406,4 @@ mod tests {
             check(m, k, n, b_transposed, seed);
         }
     }
-}
-
-/// A zeroed buffer of at least `len` floats whose start is 64-byte aligned, so packed
-/// rows line up with cache lines. Returns the storage and the offset of the aligned start.
-fn aligned_buffer(len: usize) -> (Vec<f32>, usize) {
-    let buf = vec![0.0f32; len + 16];
-    let off = buf.as_ptr().align_offset(64).min(16);
-    (buf, off)
 }
