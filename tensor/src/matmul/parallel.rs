@@ -64,7 +64,7 @@ fn block_rows(m: usize, threads: usize, plan: &Plan) -> usize {
 }
 
 /// Row blocks each thread should get (see [`block_rows`]).
-const BLOCKS_PER_THREAD: usize = 4;
+const BLOCKS_PER_THREAD: usize = 8;
 
 /// C = A * B with the given micro-kernel, work split for `threads` threads: by row
 /// blocks, or by column strips when there are too few rows to go round.
