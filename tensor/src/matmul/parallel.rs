@@ -2,7 +2,7 @@
 //!
 //! What it adds over [`super::simd`]: for each panel of columns, the threads pack
 //! B together (a sliver each, several panels of depth at once, up to 4 MB) and then
-//! share it read-only; the rows of C are cut into blocks, about four per thread, and
+//! share it read-only; the rows of C are cut into blocks, about eight per thread, and
 //! rayon hands the blocks to its threads (work stealing evens out the ragged last
 //! one). Each thread reads (or, where the plan packs A, packs into a
 //! buffer of its own) only its own rows of A and writes only its own rows of C, so
