@@ -2,7 +2,7 @@
 //!
 //! What it adds over [`super::simd`]: for each panel of columns, the threads pack
 //! B together (a sliver each, several panels of depth at once, up to 4 MB) and then
-//! share it read-only; the rows of C are cut into blocks, about four per thread, and
+//! share it read-only; the rows of C are cut into blocks, about eight per thread, and
 //! rayon hands the blocks to its threads (work stealing evens out the ragged last
 //! one). Each thread reads (or, where the plan packs A, packs into a
 //! buffer of its own) only its own rows of A and writes only its own rows of C, so
@@ -64,7 +64,7 @@ fn block_rows(m: usize, threads: usize, plan: &Plan) -> usize {
 }
 
 /// Row blocks each thread should get (see [`block_rows`]).
-const BLOCKS_PER_THREAD: usize = 4;
+const BLOCKS_PER_THREAD: usize = 8;
 
 /// C = A * B with the given micro-kernel, work split for `threads` threads: by row
 /// blocks, or by column strips when there are too few rows to go round.

@@ -65,7 +65,7 @@ pub const NC: usize = 3072;
 /// Zen 5), so the panel stays in L2 while every row of A streams past it.
 pub const B_PANEL_BYTES: usize = 512 * 1024;
 /// A B of at most this many floats (256 KB), with unit column stride, is read where
-/// it lies instead of being packed (see [`Plan::reads_b_in_place`]).
+/// it lies instead of being packed (when the plan reads A in place too).
 pub const B_IN_PLACE_FLOATS: usize = 64 * 1024;
 /// Products at most this many columns wide take the narrow path (one sliver).
 pub const NARROW_N: usize = NR_MAX;
