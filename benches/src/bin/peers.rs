@@ -111,7 +111,8 @@ fn build(case: Case) -> Inputs {
 /// change.
 #[cfg(feature = "attention")]
 fn attention_ours(q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
-    q.scaled_dot_product_attention(k, v).unwrap()
+    q.scaled_dot_product_attention(k, v, None, None, false)
+        .unwrap()
 }
 
 /// `softmax(Q K^T / sqrt(d)) V` from matmul and softmax, one (batch, head) at a time
