@@ -27,3 +27,24 @@ pub use tensor::Tensor;
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeTour;
+
+/// Helpers shared by the crate's own unit tests (the integration tests share
+/// `tests/common/`).
+#[cfg(test)]
+pub(crate) mod test_util {
+    /// `n` values uniform in [-1, 1) from a 64-bit LCG, so a failure reproduces from
+    /// its seed.
+    pub fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect()
+    }
+}

@@ -7,18 +7,11 @@
 use super::super::{naive, parallel};
 use super::*;
 
+/// Uniform in [-0.5, 0.5): the shared LCG values, halved (exact in f32).
 fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        })
-        .collect()
+    let mut v = crate::test_util::values(len, seed);
+    v.iter_mut().for_each(|x| *x *= 0.5);
+    v
 }
 
 /// A (m x k) and B (k x n), either row-major or read through transposed views.
