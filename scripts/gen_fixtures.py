@@ -301,10 +301,32 @@ def group_nn_optim() -> None:
     _write("nn_optim.safetensors", out, {})
 
 
+def _sd_group(module: str):
+    """A group that lives in `scripts/sd_fixtures/<module>.py` as `group(write)`.
+
+    The Stable Diffusion groups (tiny diffusers/transformers models) are long, so each
+    has its own file; it receives `_write` and may also write model folders under
+    `fixtures/`. Imported lazily, so the small groups need only torch.
+    """
+
+    def run() -> None:
+        import importlib
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        importlib.import_module(f"sd_fixtures.{module}").group(_write)
+
+    return run
+
+
 GROUPS = {
     "randn": group_randn,
     "ops_layers": group_ops_layers,
     "nn_optim": group_nn_optim,
+    "clip": _sd_group("clip"),
+    "models": _sd_group("models"),
+    "schedulers": _sd_group("schedulers"),
+    "pipelines": _sd_group("pipelines"),
 }
 
 

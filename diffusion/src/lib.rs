@@ -1,7 +1,22 @@
 //! Stable Diffusion from its components: CLIP tokenizer and text encoder,
-//! UNet2DConditionModel, AutoencoderKL, schedulers and pipelines.
+//! UNet2DConditionModel, AutoencoderKL, schedulers and pipelines (the course's
+//! Stable Diffusion lessons, `lessons/10-stable-diffusion`).
 //!
-//! Status: not written yet (issue "Stable Diffusion from its components"). The crate
-//! exists so the workspace layout and dependency direction are in place from the start.
+//! Every module is built on the `nn` crate: parameters are named by their diffusers /
+//! transformers checkpoint keys and loaded with [`nn::VarBuilder`], so a diffusers model
+//! folder loads as is, and the same modules train (issue "A small Stable Diffusion").
+//!
+//! - [`clip`]: byte-level BPE tokenizer and CLIPTextModel.
+//! - [`models`]: ResnetBlock2D, Transformer2DModel, UNet2DConditionModel, AutoencoderKL.
+//! - [`schedulers`]: DDPM, DDIM, PNDM, LMS, Euler, Euler ancestral, DPM++ 2M.
+//! - [`pipelines`]: txt2img, img2img, inpainting, loading a model folder.
 
+pub mod clip;
+pub mod config;
+pub mod error;
+pub mod models;
+pub mod pipelines;
+pub mod schedulers;
+
+pub use error::{DiffusionError, Result};
 pub use nn::Tensor;
