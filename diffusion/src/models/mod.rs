@@ -1,1 +1,17 @@
-//! Not written yet.
+//! The denoiser and the autoencoder of Stable Diffusion, built from `nn` modules with
+//! diffusers' parameter names (`lessons/10-stable-diffusion`; diffusers
+//! `models/unets/unet_2d_condition.py`, `models/autoencoders/autoencoder_kl.py`).
+//!
+//! - [`embeddings`]: sinusoidal `Timesteps`, `TimestepEmbedding`.
+//! - [`resnet`]: `ResnetBlock2D`, `Downsample2D`, `Upsample2D`.
+//!
+//! Every module holds `nn::Param` handles (so the same code trains); run inference
+//! under `autodiff::no_grad`.
+
+pub mod attention;
+pub mod embeddings;
+pub mod resnet;
+pub mod unet_2d_condition;
+pub mod unet_blocks;
+
+pub use unet_2d_condition::{UNet2DConditionConfig, UNet2DConditionModel};
