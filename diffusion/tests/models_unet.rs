@@ -1,0 +1,160 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! UNet2DConditionModel against diffusers 0.42.1 (fixtures from
+//! `scripts/gen_fixtures.py --only models`): the tiny-sd SD 1.x-like UNet (conv
+//! projections, `attention_head_dim` = heads) on square, non-square and odd latents
+//! with per-batch and scalar timesteps; an SD 2.x-like UNet (linear projections,
+//! per-block head counts, three levels, two layers per block); an inpainting UNet
+//! (`in_channels` 9). Tolerance: max abs diff 1e-4.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use autodiff::{no_grad, Var};
+use diffusion::models::embeddings::get_timestep_embedding;
+use diffusion::models::{UNet2DConditionConfig, UNet2DConditionModel};
+use nn::ParamStore;
+use tensor::io::SafeTensorsFile;
+use tensor::Tensor;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+fn load(
+    name: &str,
+) -> (
+    BTreeMap<String, Tensor>,
+    std::collections::HashMap<String, String>,
+) {
+    let f = SafeTensorsFile::open(fixtures().join(name)).unwrap();
+    let meta = f.metadata().cloned().unwrap_or_default();
+    (f.load_all().unwrap(), meta)
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    let (a, b) = (a.to_vec().unwrap(), b.to_vec().unwrap());
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn check_cases(
+    unet: &UNet2DConditionModel,
+    t: &BTreeMap<String, Tensor>,
+    sizes: &[(usize, usize)],
+) {
+    for &(h, w) in sizes {
+        let tag = format!("{h}x{w}");
+        let sample = Var::constant(t[&format!("{tag}.sample")].clone());
+        let ehs = Var::constant(t[&format!("{tag}.encoder_hidden_states")].clone());
+        let ts: Vec<f64> = t[&format!("{tag}.timesteps")]
+            .to_vec()
+            .unwrap()
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        let out = no_grad(|| unet.forward(&sample, &ts, &ehs)).unwrap();
+        let d = max_abs_diff(out.value(), &t[&format!("{tag}.out_per_batch")]);
+        println!("{tag} per-batch timesteps: max abs diff {d:e}");
+        assert!(d <= 1e-4, "{tag} per-batch: {d}");
+        let out = no_grad(|| unet.forward(&sample, 500.0, &ehs)).unwrap();
+        let d = max_abs_diff(out.value(), &t[&format!("{tag}.out_t500")]);
+        println!("{tag} t=500: max abs diff {d:e}");
+        assert!(d <= 1e-4, "{tag} t=500: {d}");
+    }
+}
+
+fn sizes(meta: &std::collections::HashMap<String, String>) -> Vec<(usize, usize)> {
+    let v: Vec<[usize; 2]> = serde_json::from_str(&meta["sizes"]).unwrap();
+    v.into_iter().map(|[h, w]| (h, w)).collect()
+}
+
+#[test]
+fn timestep_embedding_matches_diffusers() {
+    let (t, _) = load("models_unet_sd1.safetensors");
+    let e = get_timestep_embedding(&[10.0, 980.5], 32, true, 0.0, 1.0, 10000.0).unwrap();
+    let d = max_abs_diff(&e, &t["time_proj.t10_980_5"]);
+    assert!(d <= 1e-6, "time_proj: {d}");
+    let store = ParamStore::new();
+    let unet =
+        UNet2DConditionModel::from_pretrained(&store, &fixtures().join("tiny-sd/unet")).unwrap();
+    let emb = no_grad(|| {
+        unet.time_embedding
+            .forward(&unet.time_proj.forward(&[10.0, 980.5]).unwrap())
+    })
+    .unwrap();
+    let d = max_abs_diff(emb.value(), &t["time_embedding.t10_980_5"]);
+    assert!(d <= 1e-5, "time_embedding: {d}");
+}
+
+#[test]
+fn sd1_tiny_unet_matches_diffusers() {
+    let (t, meta) = load("models_unet_sd1.safetensors");
+    let store = ParamStore::new();
+    let unet =
+        UNet2DConditionModel::from_pretrained(&store, &fixtures().join("tiny-sd/unet")).unwrap();
+    assert_eq!(unet.config().block_out_channels, vec![32, 64]);
+    // attention_head_dim 8 means 8 heads: head size 64 / 8 = 8 in the second level.
+    assert_eq!(
+        unet.down_blocks[1].attentions[0].transformer_blocks[0]
+            .attn1
+            .heads,
+        8
+    );
+    assert_eq!(
+        unet.down_blocks[1].attentions[0].transformer_blocks[0]
+            .attn1
+            .head_dim,
+        8
+    );
+    let s = sizes(&meta);
+    assert_eq!(s, vec![(16, 16), (8, 12), (7, 9)]);
+    check_cases(&unet, &t, &s);
+}
+
+fn config_from_meta(meta: &std::collections::HashMap<String, String>) -> UNet2DConditionConfig {
+    serde_json::from_str(&meta["config"]).unwrap()
+}
+
+#[test]
+fn sd2_like_unet_matches_diffusers() {
+    let (t, meta) = load("models_unet_sd2.safetensors");
+    let cfg = config_from_meta(&meta);
+    assert!(cfg.use_linear_projection);
+    let store = ParamStore::new();
+    let unet = UNet2DConditionModel::load(
+        &store,
+        &fixtures().join("models_unet_sd2.weights.safetensors"),
+        &cfg,
+    )
+    .unwrap();
+    // per-block heads [2, 4, 4]: the first level has 2 heads of 8
+    assert_eq!(
+        unet.down_blocks[0].attentions[0].transformer_blocks[0]
+            .attn1
+            .heads,
+        2
+    );
+    assert_eq!(
+        unet.down_blocks[0].attentions[0].proj_in.weight.dims(),
+        &[16, 16]
+    );
+    check_cases(&unet, &t, &sizes(&meta));
+}
+
+#[test]
+fn inpaint_unet_matches_diffusers() {
+    let (t, meta) = load("models_unet_inpaint.safetensors");
+    let cfg = config_from_meta(&meta);
+    assert_eq!(cfg.in_channels, 9);
+    let store = ParamStore::new();
+    let unet = UNet2DConditionModel::load(
+        &store,
+        &fixtures().join("models_unet_inpaint.weights.safetensors"),
+        &cfg,
+    )
+    .unwrap();
+    check_cases(&unet, &t, &sizes(&meta));
+}
