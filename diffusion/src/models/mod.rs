@@ -13,5 +13,8 @@ pub mod embeddings;
 pub mod resnet;
 pub mod unet_2d_condition;
 pub mod unet_blocks;
+pub mod vae;
+pub mod vae_blocks;
 
 pub use unet_2d_condition::{UNet2DConditionConfig, UNet2DConditionModel};
+pub use vae::{AutoencoderKL, AutoencoderKLConfig, DiagonalGaussianDistribution};
