@@ -176,7 +176,7 @@ impl DiagonalGaussianDistribution {
     /// From moments `(B, 2 latent, h, w)`: the first half of the channels is the mean.
     pub fn new(moments: &Var) -> Result<Self> {
         let c = moments.dims().get(1).copied().unwrap_or(0);
-        if moments.rank() != 4 || c % 2 != 0 {
+        if moments.rank() != 4 || !c.is_multiple_of(2) {
             return Err(DiffusionError::invalid(
                 "DiagonalGaussianDistribution",
                 format!("moments must be (B, 2C, H, W), got {:?}", moments.dims()),
