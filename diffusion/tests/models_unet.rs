@@ -191,3 +191,42 @@ fn every_unet_parameter_gets_a_gradient() {
         );
     }
 }
+
+#[test]
+fn bad_weights_and_inputs_are_errors_naming_what() {
+    let dir = fixtures().join("tiny-sd/unet");
+    let mut cfg = UNet2DConditionConfig::from_file(&dir.join("config.json")).unwrap();
+    let weights = dir.join("diffusion_pytorch_model.safetensors");
+    // a config that disagrees with the file: the misshapen key is named
+    cfg.cross_attention_dim = diffusion::models::OneOrMany::One(48);
+    let err = UNet2DConditionModel::load(&ParamStore::new(), &weights, &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("attn2.to_k.weight"), "{err}");
+    // a file with keys the model does not use: strict loading names them
+    let sd2 = fixtures().join("models_unet_sd2.weights.safetensors");
+    let cfg1 = UNet2DConditionConfig::from_file(&dir.join("config.json")).unwrap();
+    assert!(UNet2DConditionModel::load(&ParamStore::new(), &sd2, &cfg1).is_err());
+    // wrong inputs
+    let unet = UNet2DConditionModel::from_pretrained(&ParamStore::new(), &dir).unwrap();
+    let ctx = Var::constant(Tensor::zeros([1, 7, 32]));
+    let err = unet
+        .forward(&Var::constant(Tensor::zeros([1, 9, 8, 8])), 1.0, &ctx)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("in_channels"), "{err}");
+    let err = unet
+        .forward(
+            &Var::constant(Tensor::zeros([2, 4, 8, 8])),
+            &[1.0, 2.0, 3.0][..],
+            &Var::constant(Tensor::zeros([2, 7, 32])),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("3 timesteps"), "{err}");
+    let err = unet
+        .forward(&Var::constant(Tensor::zeros([2, 4, 8, 8])), 1.0, &ctx)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("encoder_hidden_states"), "{err}");
+}
