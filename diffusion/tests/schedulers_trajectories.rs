@@ -12,12 +12,17 @@
 use std::collections::BTreeMap;
 
 use diffusion::schedulers::betas::NoiseSchedule;
-use diffusion::schedulers::{make_scheduler, DDIMScheduler, Scheduler, SchedulerConfig, SchedulerKind};
+use diffusion::schedulers::{
+    make_scheduler, DDIMScheduler, Scheduler, SchedulerConfig, SchedulerKind,
+};
 use diffusion::Tensor;
 use tensor::io::safetensors::SafeTensorsFile;
 use tensor::random::TorchGenerator;
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/schedulers_trajectories.safetensors");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../fixtures/schedulers_trajectories.safetensors"
+);
 
 #[derive(serde::Deserialize, Debug)]
 struct Case {
@@ -44,7 +49,10 @@ fn meta(f: &SafeTensorsFile, key: &str) -> String {
 fn f64s(f: &SafeTensorsFile, name: &str) -> Vec<f64> {
     let (info, bytes) = f.raw(name).unwrap();
     assert_eq!(info.dtype, tensor::io::DType::F64, "{name}");
-    bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
+    bytes
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 /// Assert `|a - b| <= 1e-4 + 1e-5 |b|` per element; returns the largest |a - b|.
@@ -112,7 +120,11 @@ fn sigmas_of(case: &Case, s: &dyn Scheduler) -> Option<Vec<f32>> {
     };
     // N + 1 sigmas, except Euler's log_linear interpolation, which (as diffusers) keeps
     // N + 2; the fixture comparison checks the length
-    assert!(out.len() > s.timesteps().len(), "{}: sigmas length", case.name);
+    assert!(
+        out.len() > s.timesteps().len(),
+        "{}: sigmas length",
+        case.name
+    );
     Some(out)
 }
 
@@ -122,8 +134,13 @@ fn run_case(f: &SafeTensorsFile, case: &Case, report: &mut BTreeMap<String, f64>
     s.set_timesteps(case.n).unwrap();
 
     let want_t = f64s(f, &format!("{name}.timesteps"));
-    let fractional_karras = case.config.contains("\"use_karras_sigmas\": true") && !case.kind.starts_with("dpm");
-    assert_eq!(s.timesteps().len(), want_t.len(), "{name}: number of timesteps");
+    let fractional_karras =
+        case.config.contains("\"use_karras_sigmas\": true") && !case.kind.starts_with("dpm");
+    assert_eq!(
+        s.timesteps().len(),
+        want_t.len(),
+        "{name}: number of timesteps"
+    );
     for (i, (a, b)) in s.timesteps().iter().zip(&want_t).enumerate() {
         if fractional_karras {
             // _sigma_to_t reads numpy's float32 log (SIMD, not libm's logf): the
@@ -151,7 +168,11 @@ fn run_case(f: &SafeTensorsFile, case: &Case, report: &mut BTreeMap<String, f64>
     let noise = f.get("noise_init").unwrap();
     for &i in &case.add_noise {
         let got = s.add_noise(&orig, &noise, i).unwrap();
-        let w = compare(&format!("{name}.add_noise.{i}"), &got, &f.get(&format!("{name}.add_noise.{i}")).unwrap());
+        let w = compare(
+            &format!("{name}.add_noise.{i}"),
+            &got,
+            &f.get(&format!("{name}.add_noise.{i}")).unwrap(),
+        );
         report.insert(format!("{name}.add_noise.{i}"), w);
     }
 
@@ -159,8 +180,10 @@ fn run_case(f: &SafeTensorsFile, case: &Case, report: &mut BTreeMap<String, f64>
     let sigma0 = s.init_noise_sigma() as f32;
     let mut x = diffusion::schedulers::elementwise::map1(&x_init, |v| v * sigma0).unwrap();
     let prev = f.get(&format!("{name}.prev")).unwrap();
-    let scaled = f.contains(&format!("{name}.scaled")).then(|| f.get(&format!("{name}.scaled")).unwrap());
-    let pred_x0 = f.contains(&format!("{name}.pred_x0")).then(|| f.get(&format!("{name}.pred_x0")).unwrap());
+    let scaled = f
+        .contains(&format!("{name}.scaled"))
+        .then(|| f.get(&format!("{name}.scaled")).unwrap());
+    let pred_x0 = case.x0.then(|| f.get(&format!("{name}.pred_x0")).unwrap());
     let mut g = TorchGenerator::manual_seed(case.seed);
     let mut worst = 0.0f64;
     // Zero terminal SNR starts at sigma = 4096 (ac[-1] = 2**-24): the first update
@@ -168,7 +191,11 @@ fn run_case(f: &SafeTensorsFile, case: &Case, report: &mut BTreeMap<String, f64>
     // torch's float32 `sqrt` on tensors is not correctly rounded (+-1 ulp on ~20% of
     // elements, measured), so sigma_next may differ by an ulp and the step by 1-2 ulps of
     // 4096: the trajectory tolerance here is 2e-3 absolute instead of 1e-4.
-    let abs_tol = if name.contains("zero_snr") { 2e-3 } else { 1e-4 };
+    let abs_tol = if name.contains("zero_snr") {
+        2e-3
+    } else {
+        1e-4
+    };
     for i in 0..s.timesteps().len() {
         let t = s.timesteps()[i];
         let x_in = s.scale_model_input(&x, i).unwrap();
@@ -177,17 +204,34 @@ fn run_case(f: &SafeTensorsFile, case: &Case, report: &mut BTreeMap<String, f64>
                 let want = sc.narrow(0, i, 1).unwrap().squeeze(0).unwrap();
                 worst = worst.max(compare(&format!("{name}.scaled[{i}]"), &x_in, &want));
             }
-            None => assert_eq!(x_in.to_vec().unwrap(), x.to_vec().unwrap(), "{name}: scale_model_input is identity"),
+            None => assert_eq!(
+                x_in.to_vec().unwrap(),
+                x.to_vec().unwrap(),
+                "{name}: scale_model_input is identity"
+            ),
         }
         let bias = (t / 100.0).sin() as f32;
         let m = diffusion::schedulers::elementwise::map1(&x_in, |v| 0.1 * v + bias).unwrap();
         let out = s.step(&m, i, &x, &mut g).unwrap();
         let want = prev.narrow(0, i, 1).unwrap().squeeze(0).unwrap();
-        worst = worst.max(compare_tol(&format!("{name}.prev[{i}]"), &out.prev_sample, &want, abs_tol));
+        worst = worst.max(compare_tol(
+            &format!("{name}.prev[{i}]"),
+            &out.prev_sample,
+            &want,
+            abs_tol,
+        ));
         if let Some(px) = &pred_x0 {
             let want = px.narrow(0, i, 1).unwrap().squeeze(0).unwrap();
-            let got = out.pred_original_sample.as_ref().expect("pred_original_sample");
-            worst = worst.max(compare_tol(&format!("{name}.pred_x0[{i}]"), got, &want, abs_tol));
+            let got = out
+                .pred_original_sample
+                .as_ref()
+                .expect("pred_original_sample");
+            worst = worst.max(compare_tol(
+                &format!("{name}.pred_x0[{i}]"),
+                got,
+                &want,
+                abs_tol,
+            ));
         }
         x = out.prev_sample;
     }
@@ -215,12 +259,17 @@ fn trajectories_match_diffusers() {
 #[test]
 fn alphas_cumprod_match_torch() {
     let f = open();
-    let schedules: BTreeMap<String, serde_json::Value> = serde_json::from_str(&meta(&f, "schedules")).unwrap();
+    let schedules: BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(&meta(&f, "schedules")).unwrap();
     assert_eq!(schedules.len(), 4);
     for (key, cfg) in schedules {
         let cfg = SchedulerConfig::from_json(&cfg.to_string()).unwrap();
         let got = NoiseSchedule::new(&cfg).unwrap().alphas_cumprod;
-        let want = f.get(&format!("alphas_cumprod.{key}")).unwrap().to_vec().unwrap();
+        let want = f
+            .get(&format!("alphas_cumprod.{key}"))
+            .unwrap()
+            .to_vec()
+            .unwrap();
         assert_eq!(got.len(), want.len(), "{key}");
         for (i, (a, b)) in got.iter().zip(&want).enumerate() {
             if key.contains("zero_snr") {
@@ -229,9 +278,16 @@ fn alphas_cumprod_match_torch() {
                 // sqrt(ac) by its last value: the error is absolute in sqrt(ac), a few
                 // ulps of 1. Allow 4 ulps of 1 (2.4e-7) there.
                 let d = (a.sqrt() - b.sqrt()).abs();
-                assert!(d <= 2.4e-7, "{key}: alphas_cumprod[{i}] {a} vs torch {b} (sqrt diff {d})");
+                assert!(
+                    d <= 2.4e-7,
+                    "{key}: alphas_cumprod[{i}] {a} vs torch {b} (sqrt diff {d})"
+                );
             } else {
-                assert_eq!(a.to_bits(), b.to_bits(), "{key}: alphas_cumprod[{i}] {a} vs torch {b}");
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "{key}: alphas_cumprod[{i}] {a} vs torch {b}"
+                );
             }
         }
     }
