@@ -42,10 +42,14 @@ use nn::{
     Activation, AttentionConfig, Embedding, LayerNorm, Linear, Module, MultiHeadAttention, Param,
     ParamStore, VarBuilder,
 };
+use tensor::io::SafeTensorsFile;
 use tensor::Tensor;
 
 use super::config::ClipTextConfig;
 use crate::error::{DiffusionError, Result};
+
+/// The token table's key below `text_model.`.
+const TOKEN_EMBEDDING: &str = "embeddings.token_embedding.weight";
 
 /// Token and position embeddings (`CLIPTextEmbeddings`).
 #[derive(Debug, Clone)]
@@ -210,10 +214,16 @@ pub fn causal_mask(len: usize) -> Result<Tensor> {
 }
 
 impl ClipTextModel {
-    /// Build under `vb.pp("text_model")` (random init or loaded weights).
+    /// Build under `vb.pp("text_model")` (random init or loaded weights): the keys of
+    /// the SD 1.x/2.x checkpoints.
     pub fn new(vb: VarBuilder, cfg: &ClipTextConfig) -> Result<ClipTextModel> {
+        ClipTextModel::new_flat(vb.pp("text_model"), cfg)
+    }
+
+    /// Build directly under `vb`, without the `text_model.` level: the keys that
+    /// transformers 5's `save_pretrained` writes (`embeddings.token_embedding.weight`).
+    pub fn new_flat(vb: VarBuilder, cfg: &ClipTextConfig) -> Result<ClipTextModel> {
         cfg.validate()?;
-        let vb = vb.pp("text_model");
         let layers_vb = vb.pp("encoder").pp("layers");
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| ClipEncoderLayer::new(layers_vb.pp(i), cfg))
@@ -232,6 +242,7 @@ impl ClipTextModel {
 
     /// Load a diffusers `text_encoder/` folder: `config.json` and
     /// `model.safetensors` (f32, f16 or bf16), every key used (`position_ids` aside).
+    /// Keys with or without the `text_model.` prefix both load.
     pub fn from_dir(dir: impl AsRef<std::path::Path>, store: &ParamStore) -> Result<ClipTextModel> {
         let dir = dir.as_ref();
         let cfg = ClipTextConfig::from_file(dir.join("config.json"))?;
@@ -242,8 +253,13 @@ impl ClipTextModel {
                 "missing (the text encoder's weights)",
             ));
         }
+        let flat = !SafeTensorsFile::open(&weights)?.contains(&format!("text_model.{TOKEN_EMBEDDING}"));
         let vb = VarBuilder::from_safetensors(store, &weights)?;
-        let model = ClipTextModel::new(vb.clone(), &cfg)?;
+        let model = if flat {
+            ClipTextModel::new_flat(vb.clone(), &cfg)?
+        } else {
+            ClipTextModel::new(vb.clone(), &cfg)?
+        };
         vb.finish()?;
         Ok(model)
     }
