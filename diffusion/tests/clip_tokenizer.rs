@@ -20,7 +20,11 @@ fn fixture() -> Value {
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 /// A fresh temporary folder for this test.
@@ -36,10 +40,18 @@ fn temp_dir(name: &str) -> PathBuf {
 fn write_vocab_files(dir: &Path) {
     let gz = std::fs::read(root().join("diffusion/assets/bpe_simple_vocab_16e6.txt.gz")).unwrap();
     let mut text = String::new();
-    flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut text).unwrap();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut text)
+        .unwrap();
     let merges: Vec<&str> = text.split('\n').skip(1).take(48894).collect();
-    let mut printable: Vec<u32> = (0x21..=0x7e).chain(0xa1..=0xac).chain(0xae..=0xff).collect();
-    let mut chars: Vec<char> = printable.iter().map(|&b| char::from_u32(b).unwrap()).collect();
+    let mut printable: Vec<u32> = (0x21..=0x7e)
+        .chain(0xa1..=0xac)
+        .chain(0xae..=0xff)
+        .collect();
+    let mut chars: Vec<char> = printable
+        .iter()
+        .map(|&b| char::from_u32(b).unwrap())
+        .collect();
     let mut n = 0;
     for b in 0..256u32 {
         if !printable.contains(&b) {
@@ -54,10 +66,17 @@ fn write_vocab_files(dir: &Path) {
     vocab.push("<|startoftext|>".into());
     vocab.push("<|endoftext|>".into());
     assert_eq!(vocab.len(), 49408);
-    let map: serde_json::Map<String, Value> =
-        vocab.into_iter().enumerate().map(|(i, t)| (t, Value::from(i))).collect();
+    let map: serde_json::Map<String, Value> = vocab
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (t, Value::from(i)))
+        .collect();
     std::fs::write(dir.join("vocab.json"), serde_json::to_string(&map).unwrap()).unwrap();
-    std::fs::write(dir.join("merges.txt"), format!("#version: 0.2\n{}\n", merges.join("\n"))).unwrap();
+    std::fs::write(
+        dir.join("merges.txt"),
+        format!("#version: 0.2\n{}\n", merges.join("\n")),
+    )
+    .unwrap();
 }
 
 /// The fixture's three folders: `base` (vocab only), `sd1`, `sd2` (under folders
@@ -89,7 +108,10 @@ fn reference_examples() {
         v.push(49407);
         v
     };
-    assert_eq!(padded("a photo of a cat"), [49406, 320, 1125, 539, 320, 2368, 49407]);
+    assert_eq!(
+        padded("a photo of a cat"),
+        [49406, 320, 1125, 539, 320, 2368, 49407]
+    );
     assert_eq!(
         padded("a photograph of an astronaut riding a horse"),
         [49406, 320, 8853, 539, 550, 18376, 6765, 320, 4558, 49407]
@@ -105,7 +127,14 @@ fn corpus_matches_transformers() {
     let fx = fixture();
     let dirs = tokenizer_dirs(&fx, "corpus");
     let embedded = ClipTokenizer::embedded().unwrap();
-    assert_eq!((dirs["sd1"].pad_id(), dirs["sd2"].pad_id(), embedded.pad_id()), (49407, 0, 49407));
+    assert_eq!(
+        (
+            dirs["sd1"].pad_id(),
+            dirs["sd2"].pad_id(),
+            embedded.pad_id()
+        ),
+        (49407, 0, 49407)
+    );
     assert_eq!(dirs["sd1"].model_max_length(), 77);
     let cases = fx["cases"].as_array().unwrap();
     assert!(cases.len() > 400, "the corpus has {} prompts", cases.len());
@@ -120,26 +149,65 @@ fn corpus_matches_transformers() {
                 failures.push(format!("{prompt:?} {what}:\n  got  {got}\n  want {want}"));
             }
         };
-        check("embedded", format!("{:?}", embedded.encode(prompt).unwrap()), format!("{base:?}"));
+        check(
+            "embedded",
+            format!("{:?}", embedded.encode(prompt).unwrap()),
+            format!("{base:?}"),
+        );
         for name in ["base", "sd1", "sd2"] {
             let want = case.get(name).map_or(base.clone(), ids);
-            check(name, format!("{:?}", dirs[name].encode(prompt).unwrap()), format!("{want:?}"));
+            check(
+                name,
+                format!("{:?}", dirs[name].encode(prompt).unwrap()),
+                format!("{want:?}"),
+            );
             if let Some(p) = case.get(format!("padded_{name}")) {
                 let enc = dirs[name].encode_padded(prompt, 77).unwrap();
                 check("padded", format!("{:?}", enc.ids), format!("{:?}", ids(p)));
                 let content = dirs[name].encode(prompt).unwrap().len();
-                check("truncated", enc.truncated.to_string(), (content > 75).to_string());
+                check(
+                    "truncated",
+                    enc.truncated.to_string(),
+                    (content > 75).to_string(),
+                );
             }
         }
-        let full: Vec<u32> = [49406].into_iter().chain(base.iter().copied()).chain([49407]).collect();
-        check("decode", embedded.decode(&full, false).unwrap(), case["decode"].as_str().unwrap().into());
-        check("decode_skip", embedded.decode(&full, true).unwrap(), case["decode_skip"].as_str().unwrap().into());
+        let full: Vec<u32> = [49406]
+            .into_iter()
+            .chain(base.iter().copied())
+            .chain([49407])
+            .collect();
+        check(
+            "decode",
+            embedded.decode(&full, false).unwrap(),
+            case["decode"].as_str().unwrap().into(),
+        );
+        check(
+            "decode_skip",
+            embedded.decode(&full, true).unwrap(),
+            case["decode_skip"].as_str().unwrap().into(),
+        );
         let removed = embedded.truncated_text(prompt, 77).unwrap();
-        check("removed_text", format!("{removed:?}"), format!("{:?}", case["removed_text"].as_str()));
+        check(
+            "removed_text",
+            format!("{removed:?}"),
+            format!("{:?}", case["removed_text"].as_str()),
+        );
     }
-    assert!(failures.is_empty(), "{} of {checked} checks differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} checks differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     // The corpus does exercise truncation and the SD 2.x pad token.
-    assert!(cases.iter().filter(|c| c.get("removed_text").is_some()).count() >= 8);
+    assert!(
+        cases
+            .iter()
+            .filter(|c| c.get("removed_text").is_some())
+            .count()
+            >= 8
+    );
     assert!(cases.iter().filter(|c| c.get("sd2").is_some()).count() >= 10);
 }
 
@@ -148,19 +216,37 @@ fn added_tokens_match_transformers() {
     let fx = fixture();
     let mut tok = tokenizer_dirs(&fx, "added").remove("sd1").unwrap();
     for (i, t) in fx["added_tokens"].as_array().unwrap().iter().enumerate() {
-        assert_eq!(tok.add_token(t.as_str().unwrap()).unwrap(), 49408 + i as u32);
+        assert_eq!(
+            tok.add_token(t.as_str().unwrap()).unwrap(),
+            49408 + i as u32
+        );
     }
     for case in fx["added_cases"].as_array().unwrap() {
         let prompt = case["prompt"].as_str().unwrap();
         let want = ids(&case["ids"]);
         assert_eq!(tok.encode(prompt).unwrap(), want, "{prompt:?}");
         let full: Vec<u32> = [49406].into_iter().chain(want).chain([49407]).collect();
-        assert_eq!(tok.decode(&full, false).unwrap(), case["decode"].as_str().unwrap(), "{prompt:?}");
-        assert_eq!(tok.decode(&full, true).unwrap(), case["decode_skip"].as_str().unwrap(), "{prompt:?}");
+        assert_eq!(
+            tok.decode(&full, false).unwrap(),
+            case["decode"].as_str().unwrap(),
+            "{prompt:?}"
+        );
+        assert_eq!(
+            tok.decode(&full, true).unwrap(),
+            case["decode_skip"].as_str().unwrap(),
+            "{prompt:?}"
+        );
     }
     let err = tok.add_token("<cat-toy>").unwrap_err().to_string();
-    assert!(err.contains("already in the vocabulary") && err.contains("49408"), "{err}");
-    assert!(tok.add_token("cat</w>").unwrap_err().to_string().contains("2368"));
+    assert!(
+        err.contains("already in the vocabulary") && err.contains("49408"),
+        "{err}"
+    );
+    assert!(tok
+        .add_token("cat</w>")
+        .unwrap_err()
+        .to_string()
+        .contains("2368"));
     assert!(tok.add_token("  ").is_err());
 }
 
@@ -181,7 +267,9 @@ fn truncation_reports_the_cut_words() {
 
 #[test]
 fn folder_errors_name_the_file() {
-    let err = ClipTokenizer::from_dir("/nonexistent/tokenizer").unwrap_err().to_string();
+    let err = ClipTokenizer::from_dir("/nonexistent/tokenizer")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("/nonexistent/tokenizer"), "{err}");
 
     let empty = temp_dir("empty");
@@ -190,8 +278,13 @@ fn folder_errors_name_the_file() {
 
     let only_vocab = temp_dir("only_vocab");
     std::fs::write(only_vocab.join("vocab.json"), "{}").unwrap();
-    let err = ClipTokenizer::from_dir(&only_vocab).unwrap_err().to_string();
-    assert!(err.contains("merges.txt") && err.contains("missing"), "{err}");
+    let err = ClipTokenizer::from_dir(&only_vocab)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("merges.txt") && err.contains("missing"),
+        "{err}"
+    );
 
     let corrupt = temp_dir("corrupt");
     std::fs::write(corrupt.join("vocab.json"), "{\"a\": 0,").unwrap();
@@ -200,28 +293,49 @@ fn folder_errors_name_the_file() {
     assert!(err.contains("vocab.json") && err.contains("JSON"), "{err}");
 
     let bad_merge = temp_dir("bad_merge");
-    std::fs::write(bad_merge.join("vocab.json"), r#"{"a": 0, "b": 1, "<|startoftext|>": 2, "<|endoftext|>": 3}"#).unwrap();
+    std::fs::write(
+        bad_merge.join("vocab.json"),
+        r#"{"a": 0, "b": 1, "<|startoftext|>": 2, "<|endoftext|>": 3}"#,
+    )
+    .unwrap();
     std::fs::write(bad_merge.join("merges.txt"), "#version: 0.2\na b c\n").unwrap();
     let err = ClipTokenizer::from_dir(&bad_merge).unwrap_err().to_string();
-    assert!(err.contains("merges.txt") && err.contains("line 2"), "{err}");
+    assert!(
+        err.contains("merges.txt") && err.contains("line 2"),
+        "{err}"
+    );
 
     std::fs::write(bad_merge.join("merges.txt"), "#version: 0.2\na b\n").unwrap();
     let err = ClipTokenizer::from_dir(&bad_merge).unwrap_err().to_string();
-    assert!(err.contains("\"ab\"") && err.contains("not in the vocabulary"), "{err}");
+    assert!(
+        err.contains("\"ab\"") && err.contains("not in the vocabulary"),
+        "{err}"
+    );
 
     std::fs::write(bad_merge.join("merges.txt"), "#version: 0.2\n").unwrap();
-    std::fs::write(bad_merge.join("special_tokens_map.json"), r#"{"pad_token": "<pad>"}"#).unwrap();
+    std::fs::write(
+        bad_merge.join("special_tokens_map.json"),
+        r#"{"pad_token": "<pad>"}"#,
+    )
+    .unwrap();
     let err = ClipTokenizer::from_dir(&bad_merge).unwrap_err().to_string();
     assert!(err.contains("pad token \"<pad>\""), "{err}");
 
-    std::fs::write(bad_merge.join("special_tokens_map.json"), r#"{"pad_token": 3"#).unwrap();
+    std::fs::write(
+        bad_merge.join("special_tokens_map.json"),
+        r#"{"pad_token": 3"#,
+    )
+    .unwrap();
     let err = ClipTokenizer::from_dir(&bad_merge).unwrap_err().to_string();
     assert!(err.contains("special_tokens_map.json"), "{err}");
 
     let gz = temp_dir("gz");
     std::fs::write(gz.join("bpe_simple_vocab_16e6.txt.gz"), b"not gzip").unwrap();
     let err = ClipTokenizer::from_dir(&gz).unwrap_err().to_string();
-    assert!(err.contains("bpe_simple_vocab_16e6.txt.gz") && err.contains("gzip"), "{err}");
+    assert!(
+        err.contains("bpe_simple_vocab_16e6.txt.gz") && err.contains("gzip"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -306,7 +306,7 @@ def text_model_fixture(write, tmp: Path) -> None:
 
     tok1 = CLIPTokenizer.from_pretrained(str(tmp / "sd1"))
     tok2 = CLIPTokenizer.from_pretrained(str(tmp / "sd2"))
-    long_prompt = "a highly detailed matte painting of a castle on a hill, volumetric light, dramatic clouds, " * 3
+    long_prompt = "a highly detailed matte painting of a castle on a hill, volumetric light, dramatic clouds, " * 5
     tensors, cases = {}, []
 
     def run(name, m, tok, prompts, padded=True, clip_skip=0, desc=""):
@@ -326,6 +326,7 @@ def text_model_fixture(write, tmp: Path) -> None:
 
     run("sd1_empty", model, tok1, [""], desc="unconditional prompt, padded with <|endoftext|>")
     run("sd1_cat", model, tok1, ["a photo of a cat"])
+    assert len(tok1(long_prompt).input_ids) > 77
     run("sd1_long", model, tok1, [long_prompt], desc="truncated to 75 content tokens")
     run("sd1_batch2", model, tok1, ["", "a photograph of an astronaut riding a horse"], desc="CFG batch [uncond, cond]")
     run("sd1_unpadded", model, tok1, ["a photo of a cat"], padded=False, desc="7 ids, no padding")

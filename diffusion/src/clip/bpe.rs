@@ -14,7 +14,19 @@
 //!   is a merge. `c a t</w>` -> `c at</w>` -> `cat</w>` (id 2368).
 //!
 //! Results per word are cached (as both implementations do); the cache stops growing
-//! at [`CACHE_CAPACITY`] words.
+//! at [`CACHE_CAPACITY`] words. Part of `lessons/10-stable-diffusion`'s tokenizer.
+//!
+//! ```
+//! use diffusion::clip::ClipTokenizer;
+//! let tok = ClipTokenizer::embedded().unwrap();
+//! let bpe = tok.bpe();
+//! assert_eq!(bpe.vocab_size(), 49408);
+//! assert_eq!(bpe.encode_word("cat"), [2368]);              // cat</w>
+//! assert_eq!(bpe.encode_word("astronaut"), [18376]);       // one token
+//! assert_eq!(bpe.encode_word("qwxzjv").len(), 4);          // a rare word: 4 pieces
+//! assert_eq!(bpe.id_to_token(320), Some("a</w>"));
+//! assert_eq!(bpe.id_to_token(0), Some("!"));               // the first byte character
+//! ```
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};

@@ -4,7 +4,7 @@
 //! SD 1.x (OpenAI ViT-L/14): hidden 768, 12 layers, 12 heads, MLP 3072, `quick_gelu`.
 //! SD 2.x (OpenCLIP ViT-H/14, last layer dropped): hidden 1024, 23 layers, 16 heads,
 //! MLP 4096, `gelu`. `projection_dim` and the dropout fields do not change the text
-//! model's output and are ignored.
+//! model's output and are ignored. Part of `lessons/10-stable-diffusion`.
 //!
 //! ```
 //! use diffusion::clip::{ClipTextConfig, HiddenAct};

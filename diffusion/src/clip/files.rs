@@ -3,6 +3,18 @@
 //! (`tokenizer_config.json`, then `special_tokens_map.json`, which wins, as in
 //! transformers). SD 1.x pads with `<|endoftext|>`; SD 2.x's `special_tokens_map.json`
 //! says `"pad_token": "!"` (id 0), which also makes a typed `!` the pad token.
+//! Part of `lessons/10-stable-diffusion`'s tokenizer.
+//!
+//! ```
+//! use diffusion::clip::files::read_settings;
+//! let dir = std::env::temp_dir().join("clip_files_doctest");
+//! std::fs::create_dir_all(&dir).unwrap();
+//! std::fs::write(dir.join("tokenizer_config.json"), r#"{"pad_token": "<|endoftext|>", "model_max_length": 77}"#).unwrap();
+//! std::fs::write(dir.join("special_tokens_map.json"), r#"{"pad_token": "!"}"#).unwrap();
+//! let s = read_settings(&dir).unwrap();
+//! assert_eq!((s.pad.content.as_str(), s.model_max_length), ("!", 77));
+//! assert_eq!(s.bos.content, "<|startoftext|>");
+//! ```
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -216,7 +228,7 @@ pub fn read_settings(dir: &Path) -> Result<TokenizerSettings> {
         }
         if let Some(len) = cfg.model_max_length {
             // transformers writes a huge number (1e30) for "no limit".
-            if len >= 1.0 && len < 1e9 {
+            if (1.0..1e9).contains(&len) {
                 s.model_max_length = len as usize;
             }
         }

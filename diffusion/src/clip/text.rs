@@ -15,6 +15,15 @@
 //!    pattern again; on CLIP's words that changes only a literal special token that was
 //!    not cut out in step 1 or 3 (typed in another case): `<|startoftext|>` becomes
 //!    `<|`, `startoftext`, `|>`.
+//!
+//! Part of `lessons/10-stable-diffusion`'s tokenizer.
+//!
+//! ```
+//! use diffusion::clip::text::{normalize, pre_tokenize, word_regex};
+//! let text = normalize("A  Café, isn't it?\n");
+//! assert_eq!(text, "a café, isn't it? ");
+//! assert_eq!(pre_tokenize(&word_regex().unwrap(), &text), ["a", "café", ",", "isn", "'t", "it", "?"]);
+//! ```
 
 use regex::Regex;
 use unicode_normalization::UnicodeNormalization;

@@ -20,7 +20,8 @@
 //! Textual inversion adds rows to the token embedding
 //! ([`ClipTextModel::add_token_embedding`]); they live in their own parameters,
 //! `...token_embedding.added.{k}`, so the checkpoint keys stay transformers' and a
-//! training run can freeze everything but them.
+//! training run can freeze everything but them. Introduced in
+//! `lessons/10-stable-diffusion`.
 //!
 //! ```
 //! use diffusion::clip::{ClipTextConfig, ClipTextModel};
@@ -224,12 +225,13 @@ impl ClipTextModel {
     /// transformers 5's `save_pretrained` writes (`embeddings.token_embedding.weight`).
     pub fn new_flat(vb: VarBuilder, cfg: &ClipTextConfig) -> Result<ClipTextModel> {
         cfg.validate()?;
+        let embeddings = ClipTextEmbeddings::new(vb.pp("embeddings"), cfg)?;
         let layers_vb = vb.pp("encoder").pp("layers");
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| ClipEncoderLayer::new(layers_vb.pp(i), cfg))
             .collect::<Result<Vec<_>>>()?;
         Ok(ClipTextModel {
-            embeddings: ClipTextEmbeddings::new(vb.pp("embeddings"), cfg)?,
+            embeddings,
             layers,
             final_layer_norm: LayerNorm::new(
                 vb.pp("final_layer_norm"),
@@ -253,7 +255,8 @@ impl ClipTextModel {
                 "missing (the text encoder's weights)",
             ));
         }
-        let flat = !SafeTensorsFile::open(&weights)?.contains(&format!("text_model.{TOKEN_EMBEDDING}"));
+        let flat =
+            !SafeTensorsFile::open(&weights)?.contains(&format!("text_model.{TOKEN_EMBEDDING}"));
         let vb = VarBuilder::from_safetensors(store, &weights)?;
         let model = if flat {
             ClipTextModel::new_flat(vb.clone(), &cfg)?

@@ -8,7 +8,8 @@
 //! tokens are `<tok>`, `<tok>_1`, ..., `<tok>_{n-1}`, and a prompt's `<tok>` is then
 //! spelled `<tok> <tok>_1 ...` ([`expand_multi_vector_tokens`], diffusers'
 //! `maybe_convert_prompt`). A token given by the caller overrides the file's name
-//! (A1111 `.safetensors` embeddings name theirs `emb_params`).
+//! (A1111 `.safetensors` embeddings name theirs `emb_params`). Part of
+//! `lessons/10-stable-diffusion`.
 //!
 //! ```
 //! use diffusion::clip::{expand_multi_vector_tokens, ClipTokenizer};

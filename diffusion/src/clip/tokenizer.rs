@@ -10,6 +10,18 @@
 //!
 //! Added tokens (the special tokens, a textual-inversion `<cat-toy>` from
 //! [`ClipTokenizer::add_token`]) are matched before BPE and map to one id each.
+//! Introduced in `lessons/10-stable-diffusion`.
+//!
+//! ```
+//! use diffusion::clip::ClipTokenizer;
+//! let mut tok = ClipTokenizer::embedded().unwrap();
+//! let long = "a photograph of an astronaut riding a horse, ".repeat(10);
+//! let enc = tok.encode_padded(&long, 77).unwrap();
+//! assert!(enc.truncated && enc.ids.len() == 77 && enc.ids[76] == 49407);
+//! assert!(tok.truncated_text(&long, 77).unwrap().unwrap().starts_with("an astronaut riding"));
+//! assert_eq!(tok.add_token("<cat-toy>").unwrap(), 49408);
+//! assert_eq!(tok.encode("a <cat-toy> photo").unwrap(), [320, 49408, 1125]);
+//! ```
 
 use std::collections::HashSet;
 use std::path::Path;
