@@ -369,3 +369,35 @@ fn config_errors_name_the_file() {
         .to_string();
     assert!(err.contains("token_embedding.weight"), "{err}");
 }
+
+#[test]
+fn sd1_config_has_the_reference_parameter_count() {
+    // REFERENCE.md: CLIP ViT-L/14's text model has 123,060,480 parameters in 196 tensors.
+    // A constant "generator": drawing 123M real random numbers takes 20 s here.
+    struct Constant;
+    impl tensor::Rng for Constant {
+        fn uniform(&mut self) -> f64 {
+            0.25
+        }
+    }
+    let store = ParamStore::new();
+    let model = ClipTextModel::new(
+        VarBuilder::from_init(&store, Constant),
+        &ClipTextConfig::sd1(),
+    )
+    .unwrap();
+    assert_eq!((store.num_elements(), store.len()), (123_060_480, 196));
+    let t = std::time::Instant::now();
+    let ids: Vec<u32> = ClipTokenizer::embedded()
+        .unwrap()
+        .encode_padded("a photo of a cat", 77)
+        .unwrap()
+        .ids;
+    let ids: Vec<u32> = ids.iter().chain(&ids).copied().collect();
+    let h = autodiff::no_grad(|| model.forward(&ids, 2)).unwrap();
+    assert_eq!(h.dims(), &[2, 77, 768]);
+    println!(
+        "SD 1.x text encoder, batch 2: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+}
