@@ -355,3 +355,85 @@ fn openai_merges_file_in_a_folder_and_decode_errors() {
     let err = tok.decode(&[320, 49408], false).unwrap_err().to_string();
     assert!(err.contains("49408"), "{err}");
 }
+
+/// transformers 5 saves a tokenizer as `tokenizer.json` + `tokenizer_config.json` only
+/// (a diffusers pipeline saved today has no vocab.json/merges.txt).
+#[test]
+fn transformers5_saved_folders_match() {
+    let fx = fixture();
+    let base = temp_dir("saved_vocab");
+    write_vocab_files(&base);
+    let vocab: Value =
+        serde_json::from_str(&std::fs::read_to_string(base.join("vocab.json")).unwrap()).unwrap();
+    let merges: Vec<Value> = std::fs::read_to_string(base.join("merges.txt"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (a, b) = l.split_once(' ').unwrap();
+            Value::from(vec![a, b])
+        })
+        .collect();
+    for (name, saved) in fx["saved"].as_object().unwrap() {
+        let dir = temp_dir(name);
+        for (fname, text) in saved["files"].as_object().unwrap() {
+            let mut text = text.as_str().unwrap().to_string();
+            if fname == "tokenizer.json" {
+                let mut tj: Value = serde_json::from_str(&text).unwrap();
+                tj["model"]["vocab"] = vocab.clone();
+                tj["model"]["merges"] = Value::from(merges.clone());
+                text = serde_json::to_string(&tj).unwrap();
+            }
+            std::fs::write(dir.join(fname), text).unwrap();
+        }
+        assert!(!dir.join("vocab.json").exists());
+        let tok = ClipTokenizer::from_dir(&dir).unwrap();
+        assert_eq!(
+            tok.pad_id() as u64,
+            saved["pad_id"].as_u64().unwrap(),
+            "{name}"
+        );
+        let cases = saved["cases"].as_array().unwrap();
+        assert!(cases.len() > 100);
+        for case in cases {
+            let prompt = case["prompt"].as_str().unwrap();
+            assert_eq!(
+                tok.encode(prompt).unwrap(),
+                ids(&case["ids"]),
+                "{name}: {prompt:?}"
+            );
+        }
+    }
+    // The added token survived the save: <cat-toy> is 49408 in the SD 1 folder.
+    let sd1 = &fx["saved"]["sd1_saved"]["cases"];
+    let cat = sd1
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["prompt"] == "a <cat-toy> photo")
+        .unwrap();
+    assert_eq!(ids(&cat["ids"]), [320, 49408, 1125]);
+
+    let bad = temp_dir("saved_bad");
+    std::fs::write(
+        bad.join("tokenizer.json"),
+        r#"{"model": {"type": "WordPiece", "vocab": {}, "merges": []}}"#,
+    )
+    .unwrap();
+    let err = ClipTokenizer::from_dir(&bad).unwrap_err().to_string();
+    assert!(
+        err.contains("tokenizer.json") && err.contains("not a CLIP tokenizer"),
+        "{err}"
+    );
+}
+
+#[test]
+fn legacy_added_tokens_json() {
+    let dir = temp_dir("legacy_added");
+    write_vocab_files(&dir);
+    std::fs::write(dir.join("added_tokens.json"), r#"{"<cat-toy>": 49408}"#).unwrap();
+    let tok = ClipTokenizer::from_dir(&dir).unwrap();
+    assert_eq!(tok.len(), 49409);
+    assert_eq!(tok.encode("A <Cat-Toy> photo").unwrap(), [320, 49408, 1125]);
+}

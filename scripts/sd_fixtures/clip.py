@@ -259,8 +259,28 @@ def tokenizer_fixture(tmp: Path) -> dict:
               "x<cat-toy", "<style> and <style>_1", "A <Cat-Toy>!"]:
         ids = tk(p).input_ids
         added_cases.append({"prompt": p, "ids": ids[1:-1], "decode": tk.decode(ids), "decode_skip": tk.decode(ids, skip_special_tokens=True)})
+    # Folders as transformers 5 saves them: tokenizer.json + tokenizer_config.json only.
+    # Stored without the vocabulary and merges (the Rust test puts them back).
+    saved = {}
+    vocab = json.loads((base / "vocab.json").read_text(encoding="utf-8"))
+    for name, src, extra in [("sd1_saved", "sd1", ["<cat-toy>"]), ("sd2_saved", "sd2", [])]:
+        tk = CLIPTokenizer.from_pretrained(str(tmp / src))
+        for a in extra:
+            tk.add_tokens(a)
+        out = tmp / name
+        tk.save_pretrained(str(out))
+        tk = CLIPTokenizer.from_pretrained(str(out))
+        tj = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
+        assert tj["model"]["vocab"] == vocab and len(tj["model"]["merges"]) == 48894
+        assert tj["model"]["merges"][0] == ["i", "n"]
+        tj["model"]["vocab"], tj["model"]["merges"] = {}, []
+        files = {f.name: f.read_text(encoding="utf-8") for f in sorted(out.iterdir()) if f.name != "tokenizer.json"}
+        files["tokenizer.json"] = json.dumps(tj, ensure_ascii=False)
+        prompts = [c["prompt"] for c in cases[::4]] + ["a <cat-toy> photo", "A <CAT-TOY>!", "<|STARTOFTEXT|>x<|endoftext|>"]
+        saved[name] = {"files": files, "pad_id": tk.pad_token_id,
+                       "cases": [{"prompt": p, "ids": tk(p).input_ids[1:-1]} for p in prompts]}
     print(f"clip tokenizer: {len(cases)} prompts, {sum(len(c['ids']) for c in cases)} ids")
-    return {"configs": configs, "cases": cases, "added_tokens": added_tokens, "added_cases": added_cases}
+    return {"configs": configs, "cases": cases, "added_tokens": added_tokens, "added_cases": added_cases, "saved": saved}
 
 
 def write_json(path: Path, obj) -> None:

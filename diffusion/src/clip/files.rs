@@ -1,7 +1,7 @@
 //! Reading a diffusers `tokenizer/` folder: the vocabulary (`vocab.json` +
-//! `merges.txt`, or OpenAI's `bpe_simple_vocab_16e6.txt[.gz]`) and the special tokens
-//! (`tokenizer_config.json`, then `special_tokens_map.json`, which wins, as in
-//! transformers). SD 1.x pads with `<|endoftext|>`; SD 2.x's `special_tokens_map.json`
+//! `merges.txt`, or OpenAI's `bpe_simple_vocab_16e6.txt[.gz]`; `tokenizer.json` is
+//! [`super::tokenizer_json`]) and the special tokens (`tokenizer_config.json`, then
+//! `special_tokens_map.json`, which wins, as in transformers; `added_tokens.json`). SD 1.x pads with `<|endoftext|>`; SD 2.x's `special_tokens_map.json`
 //! says `"pad_token": "!"` (id 0), which also makes a typed `!` the pad token.
 //! Part of `lessons/10-stable-diffusion`'s tokenizer.
 //!
@@ -249,6 +249,27 @@ pub fn read_settings(dir: &Path) -> Result<TokenizerSettings> {
         }
     }
     decoder.sort_by_key(|(id, ..)| *id);
+    // Older transformers saved added (textual-inversion) tokens here.
+    let legacy = dir.join("added_tokens.json");
+    if legacy.is_file() {
+        let text = std::fs::read_to_string(&legacy).map_err(|e| DiffusionError::io(&legacy, e))?;
+        let map: HashMap<String, u32> = serde_json::from_str(&text)
+            .map_err(|e| DiffusionError::config(&legacy, e.to_string()))?;
+        let mut extra: Vec<(String, u32)> = map.into_iter().collect();
+        extra.sort_by_key(|(_, id)| *id);
+        for (content, id) in extra {
+            if !decoder.iter().any(|(_, t, _)| t.content == content) {
+                decoder.push((
+                    id,
+                    SpecialToken {
+                        content,
+                        normalized: true,
+                    },
+                    false,
+                ));
+            }
+        }
+    }
     let resolve = |f: &Option<(String, Option<bool>)>, default: &SpecialToken| match f {
         None => default.clone(),
         Some((content, normalized)) => {

@@ -29,6 +29,7 @@ pub mod text;
 pub mod text_model;
 pub mod textual_inversion;
 pub mod tokenizer;
+pub mod tokenizer_json;
 
 pub use config::{ClipTextConfig, HiddenAct};
 pub use text_model::{ClipEncoderLayer, ClipTextEmbeddings, ClipTextModel};

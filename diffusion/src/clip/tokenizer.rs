@@ -31,6 +31,7 @@ use regex::Regex;
 use super::bpe::Bpe;
 use super::files::{self, SpecialToken, TokenizerSettings, BOS, EOS, NUM_MERGES};
 use super::text::{self, is_python_space, Piece};
+use super::tokenizer_json;
 use crate::error::{DiffusionError, Result};
 
 /// OpenAI's merges file, gzipped (MIT; see `assets/README.md`).
@@ -83,9 +84,10 @@ impl ClipTokenizer {
         ClipTokenizer::from_parts(bpe, TokenizerSettings::default(), "the embedded vocabulary")
     }
 
-    /// Load a diffusers `tokenizer/` folder: `vocab.json` + `merges.txt` (or
-    /// `bpe_simple_vocab_16e6.txt[.gz]`), and the special tokens of
-    /// `tokenizer_config.json` / `special_tokens_map.json` when present.
+    /// Load a diffusers `tokenizer/` folder: `tokenizer.json` (what transformers 5
+    /// saves), else `vocab.json` + `merges.txt`, else `bpe_simple_vocab_16e6.txt[.gz]`;
+    /// and the special tokens of `tokenizer_config.json` / `special_tokens_map.json` /
+    /// `added_tokens.json` when present.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<ClipTokenizer> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
@@ -94,8 +96,16 @@ impl ClipTokenizer {
                 "not a tokenizer folder (no such directory)",
             ));
         }
-        let settings = files::read_settings(dir)?;
-        let bpe = files::read_vocabulary(dir, &settings.unk.content)?;
+        let mut settings = files::read_settings(dir)?;
+        let json = dir.join("tokenizer.json");
+        let bpe = if json.is_file() {
+            // What transformers 5 loads (and, alone, saves) when it is there.
+            let (bpe, added) = tokenizer_json::read_tokenizer_json(&json, &settings.unk.content)?;
+            settings.added.extend(added); // after the config's: the first definition wins
+            bpe
+        } else {
+            files::read_vocabulary(dir, &settings.unk.content)?
+        };
         ClipTokenizer::from_parts(bpe, settings, &dir.display().to_string())
     }
 
