@@ -401,3 +401,37 @@ fn sd1_config_has_the_reference_parameter_count() {
         t.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn textual_inversion_training_reaches_only_the_new_row() {
+    let store = ParamStore::new();
+    let mut model = ClipTextModel::from_dir(text_encoder_dir(), &store).unwrap();
+    let mut tok = ClipTokenizer::embedded().unwrap();
+    let single = root().join("fixtures/clip_learned_embeds.safetensors");
+    load_textual_inversion(&single, None, &mut tok, &mut model).unwrap();
+    // Textual-inversion training: everything frozen except the added rows.
+    store.freeze("text_model").unwrap();
+    assert_eq!(
+        store
+            .unfreeze("text_model.embeddings.token_embedding.added")
+            .unwrap(),
+        1
+    );
+    let ids = tok.encode_padded("a <cat-toy> toy", 77).unwrap().ids;
+    let loss = model
+        .forward(&ids, 1)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .mean_all()
+        .unwrap();
+    let grads = loss.backward().unwrap();
+    let row = &model.embeddings.added[0];
+    let g = grads.get(&row.var()).unwrap().to_vec().unwrap();
+    assert_eq!(g.len(), 32);
+    assert!(g.iter().any(|v| *v != 0.0));
+    assert_eq!(store.trainable().len(), 1);
+    assert!(grads
+        .get_id(model.embeddings.token_embedding.weight.id())
+        .is_none());
+}
