@@ -183,6 +183,25 @@ impl VarBuilder {
         self.store.insert(key, value)
     }
 
+    /// Mark the key `name` under this prefix as deliberately unused, so
+    /// [`VarBuilder::finish`] accepts it: a buffer the model recomputes, like CLIP's
+    /// `text_model.embeddings.position_ids`. Returns whether the weights hold it
+    /// (always false when initialising).
+    pub fn skip(&self, name: impl Display) -> bool {
+        let key = self.path(name);
+        let (present, used) = match &*self.source {
+            Source::Init(_) => return false,
+            Source::File { file, used } => (file.contains(&key), used),
+            Source::Tensors { map, used, .. } => (map.contains_key(&key), used),
+        };
+        if present {
+            used.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key);
+        }
+        present
+    }
+
     /// Keys of the loaded weights that no module has asked for, sorted (empty when
     /// initialising).
     pub fn unused_keys(&self) -> Vec<String> {
