@@ -1,0 +1,216 @@
+//! `sd generate`: options, progress bar, timing summary and the PNG grid.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use diffusion::pipelines::{GenerateParams, StableDiffusion, StepInfo};
+use diffusion::schedulers::{make_scheduler, scheduler_from_config, SchedulerKind};
+use diffusion::{DiffusionError, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tensor::io::image::{image_grid, load_image, save_image_pm1, unit_to_pm1};
+use tensor::Tensor;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Device {
+    Cpu,
+    Wgpu,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// The prompt (repeat for a batch of prompts).
+    #[arg(long, short, required = true)]
+    prompt: Vec<String>,
+    /// What not to draw (none, or one per --prompt).
+    #[arg(long)]
+    negative_prompt: Vec<String>,
+    /// A diffusers Stable Diffusion model folder.
+    #[arg(long, env = "SD_MODEL")]
+    model: PathBuf,
+    /// Denoising steps.
+    #[arg(long, default_value_t = 30)]
+    steps: usize,
+    /// Classifier-free guidance scale (1 turns guidance off).
+    #[arg(long, default_value_t = 7.5)]
+    guidance: f64,
+    /// Guidance rescale phi in [0, 1] (2305.08891).
+    #[arg(long, default_value_t = 0.0)]
+    guidance_rescale: f64,
+    /// Sampler: ddpm, ddim, pndm, lms, euler, euler-a, dpm++2m, dpm++2m-karras
+    /// (default: the model folder's scheduler).
+    #[arg(long)]
+    scheduler: Option<String>,
+    /// Seed of the torch-compatible generator (the same seed gives diffusers' noise).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Image width in pixels (a multiple of 8; default: the model's size).
+    #[arg(long)]
+    width: Option<usize>,
+    /// Image height in pixels (a multiple of 8; default: the model's size).
+    #[arg(long)]
+    height: Option<usize>,
+    /// img2img / inpainting: the starting image (PNG).
+    #[arg(long)]
+    init_image: Option<PathBuf>,
+    /// How much to change the init image, in (0, 1].
+    #[arg(long)]
+    strength: Option<f64>,
+    /// Inpainting: a mask PNG of the image's size, white where to repaint.
+    #[arg(long)]
+    mask: Option<PathBuf>,
+    /// Images per prompt.
+    #[arg(long, default_value_t = 1)]
+    num_images: usize,
+    /// Output PNG (a grid when there are several images).
+    #[arg(long, short, default_value = "sd-out.png")]
+    out: PathBuf,
+    /// Overwrite --out if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Where to run the models.
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    device: Device,
+    /// Decode the latents by tiles (large images in bounded memory).
+    #[arg(long)]
+    vae_tiling: bool,
+    /// Write a preview PNG (decoded latents) every N steps, next to --out.
+    #[arg(long)]
+    preview_every: Option<usize>,
+}
+
+pub fn run(args: GenerateArgs) -> Result<()> {
+    if args.device == Device::Wgpu {
+        return Err(DiffusionError::invalid(
+            "--device",
+            "the wgpu backend is not part of this build yet; use --device cpu",
+        ));
+    }
+    if let Some(n) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+            .map_err(|e| DiffusionError::invalid("--threads", e.to_string()))?;
+    }
+    if args.out.exists() && !args.force {
+        return Err(DiffusionError::io(
+            &args.out,
+            "already exists; pass --force to overwrite it or choose another --out",
+        ));
+    }
+    let t0 = Instant::now();
+    let sd = StableDiffusion::load(&args.model)?;
+    let load_time = t0.elapsed();
+
+    let kind = match &args.scheduler {
+        Some(name) => Some(name.parse::<SchedulerKind>()?),
+        None => None,
+    };
+    let mut scheduler = match kind {
+        Some(kind) => make_scheduler(kind, &sd.scheduler_config)?,
+        None => scheduler_from_config(&sd.scheduler_config)?,
+    };
+    let init_image = args.init_image.as_deref().map(read_pm1).transpose()?;
+    let mask = args.mask.as_deref().map(read_unit).transpose()?;
+    if args.strength.is_some() && init_image.is_none() {
+        return Err(DiffusionError::invalid(
+            "--strength",
+            "only applies with --init-image",
+        ));
+    }
+    let params = GenerateParams {
+        prompts: args.prompt.clone(),
+        negative_prompts: args.negative_prompt.clone(),
+        num_images_per_prompt: args.num_images,
+        num_inference_steps: args.steps,
+        guidance_scale: args.guidance,
+        guidance_rescale: args.guidance_rescale,
+        width: args.width,
+        height: args.height,
+        seed: args.seed,
+        init_image,
+        strength: args
+            .strength
+            .unwrap_or(if args.mask.is_some() { 1.0 } else { 0.8 }),
+        mask,
+        vae_tiling: args.vae_tiling,
+        ..Default::default()
+    };
+
+    let bar = ProgressBar::with_draw_target(Some(args.steps as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+            .map_err(|e| DiffusionError::invalid("progress", e.to_string()))?
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{} ({})", "denoising", scheduler.name()));
+    let t_loop = Instant::now();
+    let mut last = Instant::now();
+    let mut step_times: Vec<Duration> = Vec::new();
+    let preview = args.preview_every.filter(|&n| n > 0);
+    let mut callback = |info: &StepInfo| -> Result<Option<Tensor>> {
+        step_times.push(last.elapsed());
+        last = Instant::now();
+        let mean = step_times.iter().sum::<Duration>().as_secs_f64() / step_times.len() as f64;
+        bar.set_length(info.num_steps as u64);
+        bar.set_position(info.step as u64 + 1);
+        bar.set_message(format!("{mean:.2} s/it, t = {:.0}", info.timestep));
+        if let Some(n) = preview {
+            if (info.step + 1).is_multiple_of(n) && info.step + 1 < info.num_steps {
+                let images = sd.decode_latents(info.latents, args.vae_tiling)?;
+                let path = preview_path(&args.out, info.step + 1);
+                save_grid(&path, &images, args.prompt.len(), args.num_images)?;
+                bar.println(format!("preview: {}", path.display()));
+            }
+        }
+        Ok(None)
+    };
+    let out = sd.generate(&params, scheduler.as_mut(), Some(&mut callback))?;
+    bar.finish();
+    let loop_time = t_loop.elapsed();
+    let images = out
+        .images
+        .ok_or_else(|| DiffusionError::invalid("generate", "no images were decoded"))?;
+    save_grid(&args.out, &images, args.prompt.len(), args.num_images)?;
+    let total = t0.elapsed();
+    eprintln!(
+        "wrote {} ({} image(s)); load {:.2}s, generate+decode {:.2}s ({} steps), total {:.2}s",
+        args.out.display(),
+        images.dims()[0],
+        load_time.as_secs_f64(),
+        loop_time.as_secs_f64(),
+        step_times.len(),
+        total.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `out.png` -> `out.step-05.png`.
+fn preview_path(out: &Path, step: usize) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    out.with_file_name(format!("{stem}.step-{step:02}.png"))
+}
+
+/// Save (N, C, H, W) in [-1, 1] as one PNG: a grid of `rows` prompts x `cols` images.
+fn save_grid(path: &Path, images: &Tensor, rows: usize, cols: usize) -> Result<()> {
+    let grid = if images.dims()[0] == 1 {
+        images.clone()
+    } else {
+        image_grid(images, rows, cols)?
+    };
+    Ok(save_image_pm1(path, &grid)?)
+}
+
+fn read_unit(path: &Path) -> Result<Tensor> {
+    Ok(load_image(path)?)
+}
+
+fn read_pm1(path: &Path) -> Result<Tensor> {
+    Ok(unit_to_pm1(&load_image(path)?)?)
+}
