@@ -177,7 +177,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     save_grid(&args.out, &images, args.prompt.len(), args.num_images)?;
     let total = t0.elapsed();
     eprintln!(
-        "wrote {} ({} image(s)); load {:.2}s, generate+decode {:.2}s ({} steps), total {:.2}s",
+        "wrote {} ({} image(s)); load {:.2}s, generate+decode {:.2}s ({} UNet steps), total {:.2}s",
         args.out.display(),
         images.dims()[0],
         load_time.as_secs_f64(),
