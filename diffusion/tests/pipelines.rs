@@ -215,3 +215,31 @@ fn every_golden_case_has_a_test() {
         );
     }
 }
+
+#[test]
+fn textual_inversion_tokens_reach_the_pipelines_text_encoder() {
+    // The clip group's fixture: hidden states of prompts using `<cat-toy>` (one
+    // vector) and `<style>` (three), made with diffusers' own loader.
+    let fx = SafeTensorsFile::open(fixtures().join("clip_text_model.safetensors")).unwrap();
+    let cases: Value = serde_json::from_str(&fx.metadata().unwrap()["cases"]).unwrap();
+    let case = cases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "ti_batch2")
+        .unwrap();
+    let mut sd = StableDiffusion::load(fixtures().join("tiny-sd")).unwrap();
+    let single = sd
+        .load_textual_inversion(fixtures().join("clip_learned_embeds.safetensors"), None)
+        .unwrap();
+    assert_eq!(single, ["<cat-toy>"]);
+    sd.load_textual_inversion(
+        fixtures().join("clip_learned_embeds_multi.safetensors"),
+        None,
+    )
+    .unwrap();
+    let raw = strings(&case["raw_prompts"]);
+    let hidden = sd.encode_text(&raw).unwrap();
+    let d = max_abs_diff(&hidden, &fx.get("ti_batch2").unwrap());
+    assert!(d <= 1e-4, "textual inversion hidden states differ by {d}");
+}

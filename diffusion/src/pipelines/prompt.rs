@@ -22,6 +22,7 @@
 
 use tensor::Tensor;
 
+use crate::clip::{expand_multi_vector_tokens, load_textual_inversion};
 use crate::error::{DiffusionError, Result};
 use crate::pipelines::model::StableDiffusion;
 
@@ -57,6 +58,12 @@ impl StableDiffusion {
     pub fn encode_text(&self, prompts: &[String]) -> Result<Tensor> {
         let mut ids = Vec::with_capacity(prompts.len() * MAX_LENGTH);
         for prompt in prompts {
+            // Multi-vector textual-inversion tokens `<t>` become `<t> <t>_1 ...`.
+            let prompt = &if self.tokenizer.added_tokens().is_empty() {
+                prompt.clone()
+            } else {
+                expand_multi_vector_tokens(&self.tokenizer, prompt)?
+            };
             let enc = self.tokenizer.encode_padded(prompt, MAX_LENGTH)?;
             if enc.truncated {
                 eprintln!(
@@ -69,6 +76,17 @@ impl StableDiffusion {
         }
         let hidden = autodiff::no_grad(|| self.text_encoder.forward(&ids, prompts.len()))?;
         Ok(hidden.value().clone())
+    }
+
+    /// Load a textual-inversion embedding (diffusers' `learned_embeds.safetensors`)
+    /// into the tokenizer and text encoder; returns the tokens added, which prompts
+    /// can then use (`"a photo of <cat-toy>"`). `token` renames the file's token.
+    pub fn load_textual_inversion(
+        &mut self,
+        path: impl AsRef<std::path::Path>,
+        token: Option<&str>,
+    ) -> Result<Vec<String>> {
+        load_textual_inversion(path, token, &mut self.tokenizer, &mut self.text_encoder)
     }
 
     /// Embeddings for `prompts` (each repeated `num_images_per_prompt` times) and, when

@@ -77,6 +77,10 @@ pub struct GenerateArgs {
     /// Decode the latents by tiles (large images in bounded memory).
     #[arg(long)]
     vae_tiling: bool,
+    /// A textual-inversion embedding (learned_embeds.safetensors) to load; its token
+    /// can then be used in prompts (repeatable).
+    #[arg(long)]
+    textual_inversion: Vec<PathBuf>,
     /// Write a preview PNG (decoded latents) every N steps, next to --out.
     #[arg(long)]
     preview_every: Option<usize>,
@@ -102,7 +106,15 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         ));
     }
     let t0 = Instant::now();
-    let sd = StableDiffusion::load(&args.model)?;
+    let mut sd = StableDiffusion::load(&args.model)?;
+    for path in &args.textual_inversion {
+        let tokens = sd.load_textual_inversion(path, None)?;
+        eprintln!(
+            "textual inversion {}: added {}",
+            path.display(),
+            tokens.join(" ")
+        );
+    }
     let load_time = t0.elapsed();
 
     let kind = match &args.scheduler {
