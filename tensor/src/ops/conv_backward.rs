@@ -32,8 +32,10 @@
 use rayon::prelude::*;
 
 use crate::error::{Result, TensorError};
+use crate::matmul::kernels::Kernel;
 use crate::matmul::{gemm, MatRef};
 use crate::ops::conv::{contiguous_data, Conv2dGeom};
+use crate::ops::conv_batched;
 use crate::ops::conv_im2col::{im2col, valid_range};
 use crate::tensor::Tensor;
 
@@ -114,6 +116,10 @@ impl Tensor {
         let dy = self.contiguous()?;
         let w = weight.contiguous()?;
         let (dy, w) = (contiguous_data(&dy)?, contiguous_data(&w)?);
+        if conv_batched::use_batched(&g) {
+            let dx = conv_batched::backward_input(Kernel::detect(), dy, w, &g);
+            return Tensor::from_vec(dx, input.to_vec());
+        }
         let (k, ohw, block) = (g.k(), g.oh * g.ow, g.cg * g.h * g.w);
         let mut dx = vec![0.0f32; g.n * g.c * g.h * g.w];
         if block > 0 && k > 0 && ohw > 0 && g.og > 0 {
@@ -179,6 +185,10 @@ impl Tensor {
         let x = self.contiguous()?;
         let dy = grad_out.contiguous()?;
         let (x, dy) = (contiguous_data(&x)?, contiguous_data(&dy)?);
+        if conv_batched::use_batched(&g) {
+            let dw = conv_batched::backward_weight(Kernel::detect(), x, dy, &g);
+            return Tensor::from_vec(dw, wdims.to_vec());
+        }
         let (k, ohw) = (g.k(), g.oh * g.ow);
         let mut dw = vec![0.0f32; g.o * k];
         if g.og > 0 && k > 0 && ohw > 0 {

@@ -13,6 +13,7 @@ pub mod binary;
 pub mod concat;
 pub mod conv;
 pub mod conv_backward;
+pub(crate) mod conv_batched;
 pub mod conv_im2col;
 pub mod conv_naive;
 pub mod conv_pack;
