@@ -35,10 +35,11 @@
 
 use rayon::prelude::*;
 
-use crate::matmul::kernels::{ABlock, BSliver, CTile, Kernel, MR};
+use crate::matmul::kernels::{CTile, Kernel};
 use crate::matmul::packed::{gemm_packed_b, PackedA};
 use crate::matmul::MatRef;
 use crate::ops::conv::Conv2dGeom;
+use crate::ops::conv_taps::{segments, Gather, LaneMap, Taps, PAD};
 
 /// Largest output image (pixels) the batched path takes; bigger images give the
 /// per-image implicit GEMM tiles enough columns.
@@ -49,83 +50,10 @@ const TILE: usize = 128;
 const JOB_PIXELS: usize = 2048;
 /// Pixels per depth block of the weight gradient.
 const WEIGHT_KC: usize = 256;
-/// A tap that reads padding.
-const PAD: u32 = u32::MAX;
-
 /// Whether [`conv2d`] and the two backwards take geometry `g`: at least two
-/// images of at most [`MAX_PIXELS`] output pixels.
+/// images of at most [`MAX_PIXELS`] output pixels (and offsets that fit a `u32`).
 pub(crate) fn use_batched(g: &Conv2dGeom) -> bool {
-    g.n >= 2 && g.oh * g.ow <= MAX_PIXELS && g.h * g.w < PAD as usize
-}
-
-/// For each kernel tap `t = ky*kw + kx` and output pixel `p`, the offset
-/// `iy*W + ix` the tap reads in an input plane, or [`PAD`].
-struct Taps {
-    idx: Vec<u32>,
-    ohw: usize,
-    taps: usize,
-}
-
-impl Taps {
-    fn new(g: &Conv2dGeom) -> Taps {
-        let ohw = g.oh * g.ow;
-        let mut idx = Vec::with_capacity(g.kh * g.kw * ohw);
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                for oy in 0..g.oh {
-                    let iy = (oy * g.sh + ky * g.dh) as isize - g.ph as isize;
-                    for ox in 0..g.ow {
-                        let ix = (ox * g.sw + kx * g.dw) as isize - g.pw as isize;
-                        let inside =
-                            (0..g.h as isize).contains(&iy) && (0..g.w as isize).contains(&ix);
-                        idx.push(if inside {
-                            (iy as usize * g.w + ix as usize) as u32
-                        } else {
-                            PAD
-                        });
-                    }
-                }
-            }
-        }
-        Taps {
-            idx,
-            ohw,
-            taps: g.kh * g.kw,
-        }
-    }
-
-    /// The offsets of tap `t` for pixels `p..p + len` of an image.
-    fn row(&self, t: usize, p: usize, len: usize) -> &[u32] {
-        &self.idx[t * self.ohw + p..t * self.ohw + p + len]
-    }
-}
-
-/// The pieces of the pixel run `q0..q0 + len` that lie in one image each:
-/// `(image, first pixel in it, length, offset in the run)`.
-fn segments(
-    q0: usize,
-    len: usize,
-    ohw: usize,
-) -> impl Iterator<Item = (usize, usize, usize, usize)> {
-    let mut q = q0;
-    let end = q0 + len;
-    std::iter::from_fn(move || {
-        (q < end).then(|| {
-            let (n, p) = (q / ohw, q % ohw);
-            let l = (ohw - p).min(end - q);
-            let seg = (n, p, l, q - q0);
-            q += l;
-            seg
-        })
-    })
-}
-
-/// `dst[j] = plane[idx[j]]`, 0 for padding.
-#[inline(always)]
-fn gather(plane: &[f32], idx: &[u32], dst: &mut [f32]) {
-    for (d, &i) in dst.iter_mut().zip(idx) {
-        *d = plane.get(i as usize).copied().unwrap_or(0.0);
-    }
+    g.n >= 2 && g.oh * g.ow <= MAX_PIXELS && g.c * g.h * g.w < (PAD / 2) as usize
 }
 
 /// Split lanes `j..j + len` of row `row` of a sliver-layout panel (`kc` rows,
@@ -148,10 +76,32 @@ fn lanes(
     }
 }
 
-/// Cut `(N, ch, plane)` data into jobs of whole images, about [`JOB_PIXELS`] output
-/// pixels each: images per job.
+/// Zero lanes `tw..` of a `kc`-deep sliver-layout panel (only the last sliver has any).
+fn zero_tail(panel: &mut [f32], kc: usize, nr: usize, tw: usize) {
+    if !tw.is_multiple_of(nr) {
+        let last = (tw / nr) * kc * nr;
+        for row in panel[last..last + kc * nr].chunks_exact_mut(nr) {
+            row[tw % nr..].fill(0.0);
+        }
+    }
+}
+
+/// Images per job: whole images, about [`JOB_PIXELS`] output pixels.
 fn images_per_job(g: &Conv2dGeom) -> usize {
     (JOB_PIXELS / (g.oh * g.ow).max(1)).clamp(1, g.n.max(1))
+}
+
+/// The rows of group `gi` of `wt: (O, K)`, as a matrix `(O/g, K)`.
+fn weight_rows<'a>(wt: &'a [f32], g: &Conv2dGeom, gi: usize) -> MatRef<'a> {
+    let k = g.k();
+    MatRef {
+        data: wt,
+        offset: gi * g.og * k,
+        rows: g.og,
+        cols: k,
+        row_stride: k,
+        col_stride: 1,
+    }
 }
 
 /// Forward on contiguous buffers: `x: (N, C, H, W)`, `wt: (O, C/g, kh, kw)` ->
@@ -173,20 +123,9 @@ pub(crate) fn conv2d(
         }
         return out;
     }
-    let nr = kernel.nr();
-    let taps = Taps::new(g);
+    let (nr, taps, gth) = (kernel.nr(), Taps::new(g), Gather::for_kernel(kernel));
     let packed: Vec<PackedA> = (0..g.groups)
-        .map(|gi| {
-            let a = MatRef {
-                data: wt,
-                offset: gi * g.og * k,
-                rows: g.og,
-                cols: k,
-                row_stride: k,
-                col_stride: 1,
-            };
-            PackedA::new(kernel, a)
-        })
+        .map(|gi| PackedA::new(kernel, weight_rows(wt, g, gi)))
         .collect();
     let tile = TILE.next_multiple_of(nr);
     let panel_len = packed.iter().map(|a| a.panel_len(tile)).max().unwrap_or(0);
@@ -197,29 +136,31 @@ pub(crate) fn conv2d(
         .for_each_init(
             || (vec![0.0f32; panel_len], vec![0.0f32; c_len]),
             |(panel, cbuf), (jb, dst)| {
-                let n0 = jb * ipj;
                 let total = dst.len() / g.o;
                 for (gi, a) in packed.iter().enumerate() {
                     for t0 in (0..total).step_by(tile) {
                         let tw = tile.min(total - t0);
                         let ntp = tw.next_multiple_of(nr);
                         gemm_packed_b(a, ntp, panel, cbuf, |pc, kc, panel| {
-                            // Lanes past tw stay 0 (set once per depth block).
-                            if tw < ntp {
-                                let last = (tw / nr) * kc * nr;
-                                for row in panel[last..last + kc * nr].chunks_exact_mut(nr) {
-                                    row[tw % nr..].fill(0.0);
-                                }
-                            }
-                            for (n, p, len, j) in segments(n0 * ohw + t0, tw, ohw) {
+                            zero_tail(panel, kc, nr, tw);
+                            for (n, p, len, j) in segments(jb * ipj * ohw + t0, tw, ohw) {
                                 let base = (n * g.c + gi * g.cg) * hw;
-                                for kk in pc..pc + kc {
-                                    let (c, t) = (kk / taps.taps, kk % taps.taps);
+                                // Rows pc..pc + kc are k = (c, t) for these channels c.
+                                for c in pc / taps.taps..(pc + kc).div_ceil(taps.taps) {
                                     let plane = &x[base + c * hw..base + (c + 1) * hw];
-                                    let idx = taps.row(t, p, len);
-                                    lanes(kc, nr, kk - pc, j, len, |at, d, l| {
-                                        gather(plane, &idx[d..d + l], &mut panel[at..at + l]);
-                                    });
+                                    let first = c * taps.taps;
+                                    for t in
+                                        pc.saturating_sub(first)..(pc + kc - first).min(taps.taps)
+                                    {
+                                        let idx = taps.row(t, p, len);
+                                        lanes(kc, nr, first + t - pc, j, len, |at, d, l| {
+                                            gth.gather(
+                                                plane,
+                                                &idx[d..d + l],
+                                                &mut panel[at..at + l],
+                                            );
+                                        });
+                                    }
                                 }
                             }
                         });
@@ -252,21 +193,10 @@ pub(crate) fn backward_input(kernel: Kernel, dy: &[f32], wt: &[f32], g: &Conv2dG
     if dx.is_empty() || k == 0 || ohw == 0 || g.og == 0 {
         return dx;
     }
-    let nr = kernel.nr();
-    let taps = Taps::new(g);
+    let (nr, taps, gth) = (kernel.nr(), Taps::new(g), Gather::for_kernel(kernel));
     // W_g^T: (K, O/g), read through swapped strides.
     let packed: Vec<PackedA> = (0..g.groups)
-        .map(|gi| {
-            let a = MatRef {
-                data: wt,
-                offset: gi * g.og * k,
-                rows: g.og,
-                cols: k,
-                row_stride: k,
-                col_stride: 1,
-            };
-            PackedA::new(kernel, a.t())
-        })
+        .map(|gi| PackedA::new(kernel, weight_rows(wt, g, gi).t()))
         .collect();
     // Keep the (K, tile) gradient of the patches around half a megabyte.
     let tile = ((1usize << 17) / k).clamp(nr, 2 * TILE) / nr * nr;
@@ -276,20 +206,14 @@ pub(crate) fn backward_input(kernel: Kernel, dy: &[f32], wt: &[f32], g: &Conv2dG
     dx.par_chunks_mut(ipj * g.c * hw).enumerate().for_each_init(
         || (vec![0.0f32; panel_len], vec![0.0f32; c_len]),
         |(panel, cbuf), (jb, dst)| {
-            let n0 = jb * ipj;
             let total = dst.len() / (g.c * hw) * ohw;
             for (gi, a) in packed.iter().enumerate() {
                 for t0 in (0..total).step_by(tile) {
                     let tw = tile.min(total - t0);
                     let ntp = tw.next_multiple_of(nr);
                     gemm_packed_b(a, ntp, panel, cbuf, |pc, kc, panel| {
-                        if tw < ntp {
-                            let last = (tw / nr) * kc * nr;
-                            for row in panel[last..last + kc * nr].chunks_exact_mut(nr) {
-                                row[tw % nr..].fill(0.0);
-                            }
-                        }
-                        for (n, p, len, j) in segments(n0 * ohw + t0, tw, ohw) {
+                        zero_tail(panel, kc, nr, tw);
+                        for (n, p, len, j) in segments(jb * ipj * ohw + t0, tw, ohw) {
                             for o in pc..pc + kc {
                                 let src = &dy[(n * g.o + gi * g.og + o) * ohw + p..][..len];
                                 lanes(kc, nr, o - pc, j, len, |at, d, l| {
@@ -301,14 +225,11 @@ pub(crate) fn backward_input(kernel: Kernel, dy: &[f32], wt: &[f32], g: &Conv2dG
                     // col2im: add each entry onto the input pixel it was read from.
                     for (n, p, len, j) in segments(t0, tw, ohw) {
                         let base = (n * g.c + gi * g.cg) * hw;
-                        for kk in 0..k {
-                            let (c, t) = (kk / taps.taps, kk % taps.taps);
+                        for c in 0..g.cg {
                             let plane = &mut dst[base + c * hw..base + (c + 1) * hw];
-                            let src = &cbuf[kk * ntp + j..][..len];
-                            for (&i, &v) in taps.row(t, p, len).iter().zip(src) {
-                                if let Some(d) = plane.get_mut(i as usize) {
-                                    *d += v;
-                                }
+                            for t in 0..taps.taps {
+                                let src = &cbuf[(c * taps.taps + t) * ntp + j..][..len];
+                                gth.scatter_add(plane, taps.row(t, p, len), src);
                             }
                         }
                     }
@@ -328,9 +249,13 @@ pub(crate) fn backward_weight(kernel: Kernel, x: &[f32], dy: &[f32], g: &Conv2dG
     if dw.is_empty() || total == 0 {
         return dw;
     }
-    let nr = kernel.nr();
-    let taps = Taps::new(g);
-    let (mpad, slivers) = (g.og.next_multiple_of(MR), k.div_ceil(nr));
+    let (nr, mr, taps, gth) = (
+        kernel.nr(),
+        kernel.mr(),
+        Taps::new(g),
+        Gather::for_kernel(kernel),
+    );
+    let (mpad, slivers) = (g.og.next_multiple_of(mr), k.div_ceil(nr));
     // Jobs: (group, strip of B slivers); each sums over every pixel in the same
     // order, so the split does not change the result.
     let strips = slivers.min(2 * rayon::current_num_threads().max(1));
@@ -347,62 +272,46 @@ pub(crate) fn backward_weight(kernel: Kernel, x: &[f32], dy: &[f32], g: &Conv2dG
             let mut c = vec![0.0f32; mpad * width];
             let mut apack = vec![0.0f32; mpad * WEIGHT_KC];
             let mut panel = vec![0.0f32; WEIGHT_KC * width];
+            let maps: Vec<LaneMap> = (s0..s1)
+                .map(|s| LaneMap::new(s * nr, nr, k, taps.taps, hw))
+                .collect();
             for q0 in (0..total).step_by(WEIGHT_KC) {
                 let kc = WEIGHT_KC.min(total - q0);
-                // A = dy_g (O/g, kc): sliver t, column j holds rows t*MR .. t*MR + MR.
+                // A = dy_g (O/g, kc): sliver t, column j holds rows t*mr .. t*mr + mr.
                 let apack = &mut apack[..mpad * kc];
-                for (t, sliver) in apack.chunks_exact_mut(kc * MR).enumerate() {
-                    for r in 0..MR {
-                        let o = t * MR + r;
+                for (t, sliver) in apack.chunks_exact_mut(kc * mr).enumerate() {
+                    for r in 0..mr {
+                        let o = t * mr + r;
                         if o >= g.og {
-                            sliver.iter_mut().skip(r).step_by(MR).for_each(|v| *v = 0.0);
+                            sliver.iter_mut().skip(r).step_by(mr).for_each(|v| *v = 0.0);
                             continue;
                         }
                         for (n, p, len, j) in segments(q0, kc, ohw) {
                             let src = &dy[(n * g.o + gi * g.og + o) * ohw + p..][..len];
-                            let dst = sliver[j * MR + r..].iter_mut().step_by(MR);
+                            let dst = sliver[j * mr + r..].iter_mut().step_by(mr);
                             dst.zip(src).for_each(|(d, &v)| *d = v);
                         }
                     }
                 }
                 // B = col_g^T (kc, K): row j of sliver s holds k = s*nr .. s*nr + nr.
                 let panel = &mut panel[..kc * width];
-                for (si, sliver) in panel.chunks_exact_mut(kc * nr).enumerate() {
-                    for lane in 0..nr {
-                        let kk = (s0 + si) * nr + lane;
-                        let dst = sliver[lane..].iter_mut().step_by(nr);
-                        if kk >= k {
-                            dst.for_each(|v| *v = 0.0);
-                            continue;
-                        }
-                        let (c, t) = (kk / taps.taps, kk % taps.taps);
-                        let mut dst = dst;
-                        for (n, p, len, _) in segments(q0, kc, ohw) {
-                            let base = (n * g.c + gi * g.cg + c) * hw;
-                            let plane = &x[base..base + hw];
-                            for (&i, d) in taps.row(t, p, len).iter().zip(dst.by_ref()) {
-                                *d = plane.get(i as usize).copied().unwrap_or(0.0);
-                            }
-                        }
+                for (sliver, map) in panel.chunks_exact_mut(kc * nr).zip(&maps) {
+                    for (n, p, len, j) in segments(q0, kc, ohw) {
+                        let base = (n * g.c + gi * g.cg) * hw;
+                        let xs = &x[base..base + g.cg * hw];
+                        let rows = &mut sliver[j * nr..(j + len) * nr];
+                        gth.lanes(xs, hw, taps.cols(p, len), taps.taps, map, rows);
                     }
                 }
                 for (si, b) in panel.chunks_exact(kc * nr).enumerate() {
-                    for t in 0..mpad / MR {
-                        kernel.run(
-                            kc,
-                            ABlock::packed(apack, t, kc),
-                            BSliver {
-                                data: b,
-                                stride: nr,
-                            },
-                            nr,
-                            CTile {
-                                data: &mut c,
-                                offset: t * MR * width + si * nr,
-                                ld: width,
-                                add: true,
-                            },
-                        );
+                    for (t, a) in apack.chunks_exact(kc * mr).enumerate() {
+                        let tile = CTile {
+                            data: &mut c,
+                            offset: t * mr * width + si * nr,
+                            ld: width,
+                            add: true,
+                        };
+                        kernel.run_packed(kc, a, b, tile);
                     }
                 }
             }

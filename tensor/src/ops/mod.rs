@@ -17,6 +17,7 @@ pub(crate) mod conv_batched;
 pub mod conv_im2col;
 pub mod conv_naive;
 pub mod conv_pack;
+pub(crate) mod conv_taps;
 pub mod index;
 pub mod index_add;
 pub mod norm;
