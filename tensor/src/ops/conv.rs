@@ -39,8 +39,8 @@ use crate::error::{Result, TensorError};
 use crate::matmul::kernels::{Kernel, MR};
 use crate::matmul::packed::{gemm_packed_b, PackedA};
 use crate::matmul::MatRef;
-use crate::ops::conv_batched;
 use crate::ops::conv_pack::PatchPacker;
+use crate::ops::{conv_batched, conv_nhwc};
 use crate::tensor::Tensor;
 
 /// Output pixels per tile (rounded to the kernel's `nr`): one tile's C buffer
@@ -314,6 +314,9 @@ struct Job<'o> {
 /// The convolution on contiguous buffers; returns the (N, O, H', W') data.
 fn conv2d_cpu(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &Conv2dGeom) -> Vec<f32> {
     if conv_batched::use_batched(g) {
+        if conv_nhwc::takes(g) {
+            return conv_nhwc::conv2d(Kernel::detect(), x, wt, bias, g);
+        }
         return conv_batched::conv2d(Kernel::detect(), x, wt, bias, g);
     }
     conv2d_with(Kernel::detect(), x, wt, bias, g)

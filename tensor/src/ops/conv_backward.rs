@@ -35,8 +35,8 @@ use crate::error::{Result, TensorError};
 use crate::matmul::kernels::Kernel;
 use crate::matmul::{gemm, MatRef};
 use crate::ops::conv::{contiguous_data, Conv2dGeom};
-use crate::ops::conv_batched;
 use crate::ops::conv_im2col::{im2col, valid_range};
+use crate::ops::{conv_batched, conv_nhwc};
 use crate::tensor::Tensor;
 
 /// Floats of one im2col tile (1 MiB), as in the forward.
@@ -117,7 +117,11 @@ impl Tensor {
         let w = weight.contiguous()?;
         let (dy, w) = (contiguous_data(&dy)?, contiguous_data(&w)?);
         if conv_batched::use_batched(&g) {
-            let dx = conv_batched::backward_input(Kernel::detect(), dy, w, &g);
+            let dx = if conv_nhwc::takes(&g) {
+                conv_nhwc::backward_input(Kernel::detect(), dy, w, &g)
+            } else {
+                conv_batched::backward_input(Kernel::detect(), dy, w, &g)
+            };
             return Tensor::from_vec(dx, input.to_vec());
         }
         let (k, ohw, block) = (g.k(), g.oh * g.ow, g.cg * g.h * g.w);
@@ -186,7 +190,11 @@ impl Tensor {
         let dy = grad_out.contiguous()?;
         let (x, dy) = (contiguous_data(&x)?, contiguous_data(&dy)?);
         if conv_batched::use_batched(&g) {
-            let dw = conv_batched::backward_weight(Kernel::detect(), x, dy, &g);
+            let dw = if conv_nhwc::takes(&g) {
+                conv_nhwc::backward_weight(Kernel::detect(), x, dy, &g)
+            } else {
+                conv_batched::backward_weight(Kernel::detect(), x, dy, &g)
+            };
             return Tensor::from_vec(dw, wdims.to_vec());
         }
         let (k, ohw) = (g.k(), g.oh * g.ow);

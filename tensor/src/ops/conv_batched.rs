@@ -332,14 +332,14 @@ pub(crate) fn backward_weight(kernel: Kernel, x: &[f32], dy: &[f32], g: &Conv2dG
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::ops::conv_naive::direct_loops;
     use crate::test_util::values;
 
     /// (input dims, weight dims, stride, padding, dilation, groups)
-    type Case = (
+    pub(crate) type Case = (
         [usize; 4],
         [usize; 4],
         (usize, usize),
@@ -350,9 +350,15 @@ mod tests {
 
     /// Tiles that span images (7x7 and 4x4 outputs), images bigger than a tile
     /// (15x13), odd channel counts, rows that do not fill a sliver, K past one
-    /// depth block (115*9), K < nr, groups, dilation, stride 3, a 1x1 image, and
-    /// more images than one job holds.
-    const CASES: [Case; 9] = [
+    /// depth block (115*9), K < nr, groups, dilation, stride 3, a 1x1 image, more
+    /// images than one job holds, the lesson's layers (32 -> 64 and 64 -> 128
+    /// channels, fewer images), groups of 8 channels, and more output channels
+    /// than one depth block of the input gradient (270).
+    pub(crate) const CASES: [Case; 13] = [
+        ([3, 32, 14, 14], [64, 32, 3, 3], (2, 2), (1, 1), (1, 1), 1),
+        ([5, 64, 7, 7], [128, 64, 3, 3], (2, 2), (1, 1), (1, 1), 1),
+        ([3, 16, 5, 6], [6, 8, 3, 3], (1, 1), (1, 1), (1, 1), 2),
+        ([2, 9, 4, 4], [270, 9, 3, 3], (1, 1), (1, 1), (1, 1), 1),
         ([5, 3, 14, 14], [7, 3, 3, 3], (2, 2), (1, 1), (1, 1), 1),
         ([3, 115, 7, 5], [13, 115, 3, 3], (1, 1), (1, 1), (1, 1), 1),
         ([4, 6, 15, 13], [9, 2, 3, 5], (1, 2), (2, 0), (2, 1), 3),
@@ -416,36 +422,45 @@ mod tests {
     #[test]
     fn every_kernel_matches_the_direct_loops() {
         for case in CASES {
-            let g = geom(&case);
-            let (xd, wd) = (case.0, case.1);
-            let x = values(xd.iter().product(), 1);
-            let w = values(wd.iter().product(), 2);
-            let b = values(wd[0], 3);
-            let dy = values(g.n * g.o * g.oh * g.ow, 4);
-            let want_y = direct_loops(&x, &w, Some(&b), &g);
-            let (mut want_dx, mut want_dw) = (vec![0.0f32; x.len()], vec![0.0f32; w.len()]);
-            for_each_tap(&g, |xi, wi, yi| {
-                want_dx[xi] += w[wi] * dy[yi];
-                want_dw[wi] += x[xi] * dy[yi];
-            });
-            for kernel in Kernel::available() {
-                for threads in [1, 3] {
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(threads)
-                        .build()
-                        .unwrap();
-                    let what = format!("{} {xd:?} * {wd:?} on {threads} threads", kernel.name());
-                    let (y, dx, dw) = pool.install(|| {
-                        (
-                            conv2d(kernel, &x, &w, Some(&b), &g),
-                            backward_input(kernel, &dy, &w, &g),
-                            backward_weight(kernel, &x, &dy, &g),
-                        )
-                    });
-                    assert_near(&y, &want_y, &format!("forward {what}"));
-                    assert_near(&dx, &want_dx, &format!("input grad {what}"));
-                    assert_near(&dw, &want_dw, &format!("weight grad {what}"));
-                }
+            check_against_loops(&case, conv2d, backward_input, backward_weight);
+        }
+    }
+
+    type Fwd = fn(Kernel, &[f32], &[f32], Option<&[f32]>, &Conv2dGeom) -> Vec<f32>;
+    type Bwd = fn(Kernel, &[f32], &[f32], &Conv2dGeom) -> Vec<f32>;
+
+    /// Forward, input gradient and weight gradient of `case` against the direct
+    /// loops, for every micro-kernel this CPU has, on 1 and 3 threads.
+    pub(crate) fn check_against_loops(case: &Case, fwd: Fwd, bwd_in: Bwd, bwd_w: Bwd) {
+        let g = geom(case);
+        let (xd, wd) = (case.0, case.1);
+        let x = values(xd.iter().product(), 1);
+        let w = values(wd.iter().product(), 2);
+        let b = values(wd[0], 3);
+        let dy = values(g.n * g.o * g.oh * g.ow, 4);
+        let want_y = direct_loops(&x, &w, Some(&b), &g);
+        let (mut want_dx, mut want_dw) = (vec![0.0f32; x.len()], vec![0.0f32; w.len()]);
+        for_each_tap(&g, |xi, wi, yi| {
+            want_dx[xi] += w[wi] * dy[yi];
+            want_dw[wi] += x[xi] * dy[yi];
+        });
+        for kernel in Kernel::available() {
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let what = format!("{} {xd:?} * {wd:?} on {threads} threads", kernel.name());
+                let (y, dx, dw) = pool.install(|| {
+                    (
+                        fwd(kernel, &x, &w, Some(&b), &g),
+                        bwd_in(kernel, &dy, &w, &g),
+                        bwd_w(kernel, &x, &dy, &g),
+                    )
+                });
+                assert_near(&y, &want_y, &format!("forward {what}"));
+                assert_near(&dx, &want_dx, &format!("input grad {what}"));
+                assert_near(&dw, &want_dw, &format!("weight grad {what}"));
             }
         }
     }
@@ -453,7 +468,7 @@ mod tests {
     /// The weight gradient is the same to the bit on any number of threads.
     #[test]
     fn weight_grad_does_not_depend_on_threads() {
-        let g = geom(&CASES[1]);
+        let g = geom(&CASES[5]);
         let x = values(g.n * g.c * g.h * g.w, 5);
         let dy = values(g.n * g.o * g.oh * g.ow, 6);
         let run = |threads| {
@@ -468,7 +483,7 @@ mod tests {
 
     #[test]
     fn takes_batches_of_small_images_only() {
-        assert!(use_batched(&geom(&CASES[0])));
+        assert!(use_batched(&geom(&CASES[4])));
         let one = Conv2dGeom::new(
             "t",
             &[1, 3, 14, 14],

@@ -16,6 +16,7 @@ pub mod conv_backward;
 pub(crate) mod conv_batched;
 pub mod conv_im2col;
 pub mod conv_naive;
+pub(crate) mod conv_nhwc;
 pub mod conv_pack;
 pub(crate) mod conv_taps;
 pub mod index;
