@@ -24,6 +24,11 @@
 //! `weight`), and per thread one B panel (`1024 x 128` floats, 512 KB) and one
 //! C buffer (`O/groups x 128` floats, 256 KB at 512 channels).
 //!
+//! A batch of small images (two or more, at most 32x32 output pixels) is done
+//! instead as one GEMM over all the images' pixels: [`crate::ops::conv_nhwc`]
+//! (channels-last patches, 8+ input channels per group) or
+//! [`crate::ops::conv_batched`] (gathered patches).
+//!
 //! ```
 //! use tensor::Tensor;
 //! let x = Tensor::arange(0.0, 9.0, 1.0).unwrap().reshape([1, 1, 3, 3]).unwrap();

@@ -14,7 +14,9 @@
 //! Both walk the output pixels in column tiles of about a megabyte of `col`, like
 //! the forward, and the input gradient runs (image, group) blocks in parallel.
 //! The input size must be given: with a stride, several input sizes give the same
-//! output size. The bias gradient is just `dy.sum(&[0, 2, 3])`.
+//! output size. The bias gradient is just `dy.sum(&[0, 2, 3])`. Batches of small
+//! images take the whole-batch GEMMs of [`crate::ops::conv_nhwc`] and
+//! [`crate::ops::conv_batched`] instead, as the forward does.
 //!
 //! ```
 //! use tensor::Tensor;

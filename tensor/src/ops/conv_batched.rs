@@ -16,7 +16,7 @@
 //!   depth of the product is the whole batch, so `dW` is written once, not once per
 //!   image.
 //!
-//! The gathers go through a [`Taps`] table: for each kernel tap `(ky, kx)` and output
+//! The gathers go through a `Taps` table: for each kernel tap `(ky, kx)` and output
 //! pixel `p`, the offset `iy*W + ix` it reads in an input plane (or "padding").
 //! Shapes as [`crate::Tensor::conv2d`]; `K = C/groups * kh * kw`, row `k = (c, ky, kx)`.
 //! Jobs are runs of whole images, so each writes its own part of `y` or `dx`; the

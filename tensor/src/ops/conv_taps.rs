@@ -1,13 +1,13 @@
 //! The gathers behind [`crate::ops::conv_batched`]: where each kernel tap reads, and
 //! moving floats to and from those places (the convolutions lesson).
 //!
-//! For a convolution geometry, [`Taps`] holds, for each tap `t = ky*kw + kx` and
+//! For a convolution geometry, `Taps` holds, for each tap `t = ky*kw + kx` and
 //! output pixel `p = oy*W' + ox`, the offset `iy*W + ix` (with `iy = oy*sh + ky*dh -
-//! ph`, `ix` the same) that the tap reads in an input plane, or [`PAD`] where it
+//! ph`, `ix` the same) that the tap reads in an input plane, or `PAD` where it
 //! reads padding. With it, row `k = (c, t)` of the unfolded input (im2col) for
 //! pixels `p..` is a gather `plane_c[idx_t[p]]`, and col2im is the scatter-add back.
 //!
-//! [`Gather`] does these moves: plain loops, or AVX-512 gathers (16 lanes, a mask
+//! `Gather` does these moves: plain loops, or AVX-512 gathers (16 lanes, a mask
 //! for the padding lanes) when the CPU has them.
 //!
 //! ```
