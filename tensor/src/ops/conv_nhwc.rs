@@ -50,18 +50,36 @@ pub(crate) fn takes(g: &Conv2dGeom) -> bool {
     g.cg >= MIN_CHANNELS
 }
 
-/// `(N, C, P) -> (N, P, C)` (or back, with `c` and `p` swapped).
+/// `(N, C, P) -> (N, P, C)` (or back, with `c` and `p` swapped): 8 x 8 blocks
+/// through a local array, so that both the reads and the writes are runs of 8.
 fn transpose(x: &[f32], n: usize, c: usize, p: usize) -> Vec<f32> {
+    const B: usize = 8;
     let mut out = vec![0.0f32; n * c * p];
-    const B: usize = 16;
+    if out.is_empty() {
+        return out;
+    }
     for (src, dst) in x.chunks_exact(c * p).zip(out.chunks_exact_mut(c * p)) {
-        for c0 in (0..c).step_by(B) {
-            for p0 in (0..p).step_by(B) {
-                for ci in c0..(c0 + B).min(c) {
-                    for pi in p0..(p0 + B).min(p) {
-                        dst[pi * c + ci] = src[ci * p + pi];
+        let (cb, pb) = (c - c % B, p - p % B);
+        for c0 in (0..cb).step_by(B) {
+            for p0 in (0..pb).step_by(B) {
+                let mut blk = [[0.0f32; B]; B];
+                for (i, row) in blk.iter_mut().enumerate() {
+                    let at = (c0 + i) * p + p0;
+                    row.copy_from_slice(&src[at..at + B]);
+                }
+                for j in 0..B {
+                    let at = (p0 + j) * c + c0;
+                    for (i, d) in dst[at..at + B].iter_mut().enumerate() {
+                        *d = blk[i][j];
                     }
                 }
+            }
+        }
+        // The edges: channels past cb, pixels past pb.
+        for ci in 0..c {
+            let pixels = if ci < cb { pb..p } else { 0..p };
+            for pi in pixels {
+                dst[pi * c + ci] = src[ci * p + pi];
             }
         }
     }
@@ -463,15 +481,18 @@ mod tests {
 
     #[test]
     fn transpose_swaps_the_last_two_dims() {
-        let x: Vec<f32> = (0..2 * 3 * 17).map(|i| i as f32).collect();
-        let t = transpose(&x, 2, 3, 17);
-        for n in 0..2 {
-            for c in 0..3 {
-                for p in 0..17 {
-                    assert_eq!(t[(n * 17 + p) * 3 + c], x[(n * 3 + c) * 17 + p]);
+        // Whole 8 x 8 blocks, edges on either side, and no blocks at all.
+        for (c, p) in [(3, 17), (16, 24), (19, 13), (8, 8), (1, 1), (0, 5)] {
+            let x: Vec<f32> = (0..2 * c * p).map(|i| i as f32).collect();
+            let t = transpose(&x, 2, c, p);
+            for n in 0..2 {
+                for ci in 0..c {
+                    for pi in 0..p {
+                        assert_eq!(t[(n * p + pi) * c + ci], x[(n * c + ci) * p + pi]);
+                    }
                 }
             }
+            assert_eq!(transpose(&t, 2, p, c), x);
         }
-        assert_eq!(transpose(&t, 2, 17, 3), x);
     }
 }
