@@ -62,16 +62,17 @@ fn transpose(x: &[f32], n: usize, c: usize, p: usize) -> Vec<f32> {
         let (cb, pb) = (c - c % B, p - p % B);
         for c0 in (0..cb).step_by(B) {
             for p0 in (0..pb).step_by(B) {
+                // blk[j][i] = src[c0 + i][p0 + j]: read rows, write them back as columns.
                 let mut blk = [[0.0f32; B]; B];
-                for (i, row) in blk.iter_mut().enumerate() {
+                for i in 0..B {
                     let at = (c0 + i) * p + p0;
-                    row.copy_from_slice(&src[at..at + B]);
-                }
-                for j in 0..B {
-                    let at = (p0 + j) * c + c0;
-                    for (i, d) in dst[at..at + B].iter_mut().enumerate() {
-                        *d = blk[i][j];
+                    for (row, &v) in blk.iter_mut().zip(&src[at..at + B]) {
+                        row[i] = v;
                     }
+                }
+                for (j, row) in blk.iter().enumerate() {
+                    let at = (p0 + j) * c + c0;
+                    dst[at..at + B].copy_from_slice(row);
                 }
             }
         }
