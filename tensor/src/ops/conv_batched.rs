@@ -353,8 +353,10 @@ pub(crate) mod tests {
     /// depth block (115*9), K < nr, groups, dilation, stride 3, a 1x1 image, more
     /// images than one job holds, the lesson's layers (32 -> 64 and 64 -> 128
     /// channels, fewer images), groups of 8 channels, and more output channels
-    /// than one depth block of the input gradient (270).
-    pub(crate) const CASES: [Case; 13] = [
+    /// than one depth block of the input gradient (270), and images big enough
+    /// (28x30 outputs) that the batch splits into several jobs.
+    pub(crate) const CASES: [Case; 14] = [
+        ([6, 9, 28, 30], [5, 9, 3, 3], (1, 1), (1, 1), (1, 1), 1),
         ([3, 32, 14, 14], [64, 32, 3, 3], (2, 2), (1, 1), (1, 1), 1),
         ([5, 64, 7, 7], [128, 64, 3, 3], (2, 2), (1, 1), (1, 1), 1),
         ([3, 16, 5, 6], [6, 8, 3, 3], (1, 1), (1, 1), (1, 1), 2),
@@ -468,7 +470,7 @@ pub(crate) mod tests {
     /// The weight gradient is the same to the bit on any number of threads.
     #[test]
     fn weight_grad_does_not_depend_on_threads() {
-        let g = geom(&CASES[5]);
+        let g = geom(&CASES[6]);
         let x = values(g.n * g.c * g.h * g.w, 5);
         let dy = values(g.n * g.o * g.oh * g.ow, 6);
         let run = |threads| {
@@ -483,7 +485,7 @@ pub(crate) mod tests {
 
     #[test]
     fn takes_batches_of_small_images_only() {
-        assert!(use_batched(&geom(&CASES[4])));
+        assert!(use_batched(&geom(&CASES[5])));
         let one = Conv2dGeom::new(
             "t",
             &[1, 3, 14, 14],

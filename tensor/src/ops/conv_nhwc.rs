@@ -33,7 +33,7 @@ use rayon::prelude::*;
 
 use crate::matmul::kernels::{ABlock, BSliver, CTile, Kernel, MR};
 use crate::ops::conv::Conv2dGeom;
-use crate::ops::conv_taps::{segments, Taps};
+use crate::ops::conv_taps::{segments, Gather, Taps};
 
 /// Fewest input channels per group for this path (below it, a patch run is too
 /// short to beat the gathers of [`crate::ops::conv_batched`]).
@@ -50,30 +50,25 @@ pub(crate) fn takes(g: &Conv2dGeom) -> bool {
     g.cg >= MIN_CHANNELS
 }
 
-/// `(N, C, P) -> (N, P, C)` (or back, with `c` and `p` swapped): 8 x 8 blocks
-/// through a local array, so that both the reads and the writes are runs of 8.
-fn transpose(x: &[f32], n: usize, c: usize, p: usize) -> Vec<f32> {
-    const B: usize = 8;
+/// `(N, C, P) -> (N, P, C)` (or back, with `c` and `p` swapped), by 8 x 8 blocks
+/// ([`Gather::transpose8`]: in registers on AVX2).
+fn transpose(gth: Gather, x: &[f32], n: usize, c: usize, p: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; n * c * p];
-    if out.is_empty() {
-        return out;
+    transpose_into(gth, x, c, p, &mut out);
+    out
+}
+
+/// [`transpose`] into `out` (as long as `x`, whole `(C, P)` images).
+fn transpose_into(gth: Gather, x: &[f32], c: usize, p: usize, out: &mut [f32]) {
+    const B: usize = 8;
+    if c * p == 0 {
+        return;
     }
     for (src, dst) in x.chunks_exact(c * p).zip(out.chunks_exact_mut(c * p)) {
         let (cb, pb) = (c - c % B, p - p % B);
         for c0 in (0..cb).step_by(B) {
             for p0 in (0..pb).step_by(B) {
-                // blk[j][i] = src[c0 + i][p0 + j]: read rows, write them back as columns.
-                let mut blk = [[0.0f32; B]; B];
-                for i in 0..B {
-                    let at = (c0 + i) * p + p0;
-                    for (row, &v) in blk.iter_mut().zip(&src[at..at + B]) {
-                        row[i] = v;
-                    }
-                }
-                for (j, row) in blk.iter().enumerate() {
-                    let at = (p0 + j) * c + c0;
-                    dst[at..at + B].copy_from_slice(row);
-                }
+                gth.transpose8(&src[c0 * p + p0..], p, &mut dst[p0 * c + c0..], c);
             }
         }
         // The edges: channels past cb, pixels past pb.
@@ -84,13 +79,12 @@ fn transpose(x: &[f32], n: usize, c: usize, p: usize) -> Vec<f32> {
             }
         }
     }
-    out
 }
 
 /// The weights of `wt: (O, C/g, kh*kw)` as `(O, kh*kw, C/g)`.
 fn permute_weights(wt: &[f32], g: &Conv2dGeom) -> Vec<f32> {
     let taps = g.kh * g.kw;
-    transpose(wt, g.o, g.cg, taps)
+    transpose(Gather::Scalar, wt, g.o, g.cg, taps)
 }
 
 /// Columns `k0..k1` of rows `q0..q0 + len` of `colt` for group `gi`: with
@@ -214,6 +208,7 @@ pub(crate) fn conv2d(
     g: &Conv2dGeom,
 ) -> Vec<f32> {
     let (ohw, k, hw, nr) = (g.oh * g.ow, g.k(), g.h * g.w, kernel.nr());
+    let gth = Gather::for_kernel(kernel);
     let mut out = vec![0.0f32; g.n * g.o * ohw];
     if out.is_empty() || k == 0 {
         // No input channels: every output is the bias.
@@ -224,11 +219,7 @@ pub(crate) fn conv2d(
         }
         return out;
     }
-    let (taps, xt, wp) = (
-        Taps::new(g),
-        transpose(x, g.n, g.c, hw),
-        permute_weights(wt, g),
-    );
+    let (taps, wp) = (Taps::new(g), permute_weights(wt, g));
     // B = W_g^T (K, O/g) per group.
     let packed: Vec<Vec<f32>> = (0..g.groups)
         .map(|gi| {
@@ -254,19 +245,19 @@ pub(crate) fn conv2d(
             },
             |(colt, cbuf), (jb, dst)| {
                 let total = dst.len() / g.o;
+                // This job's images, channels-last (small enough to stay in cache).
+                let x0 = jb * ipj * g.c * hw;
+                let xt = transpose(
+                    gth,
+                    &x[x0..x0 + total / ohw * g.c * hw],
+                    total / ohw,
+                    g.c,
+                    hw,
+                );
                 for (gi, b) in packed.iter().enumerate() {
                     for t0 in (0..total).step_by(TILE) {
                         let tw = TILE.min(total - t0);
-                        build_cols(
-                            &xt,
-                            g,
-                            &taps,
-                            gi,
-                            (jb * ipj * ohw + t0, tw),
-                            (0, k),
-                            k,
-                            colt,
-                        );
+                        build_cols(&xt, g, &taps, gi, (t0, tw), (0, k), k, colt);
                         for pc in (0..k).step_by(KC) {
                             let kc = KC.min(k - pc);
                             let b = &b[pc * nr..];
@@ -307,9 +298,10 @@ pub(crate) fn conv2d(
 /// `(N, C, H, W)` data.
 pub(crate) fn backward_input(kernel: Kernel, dy: &[f32], wt: &[f32], g: &Conv2dGeom) -> Vec<f32> {
     let (ohw, k, hw, nr) = (g.oh * g.ow, g.k(), g.h * g.w, kernel.nr());
-    let mut dxt = vec![0.0f32; g.n * g.c * hw];
-    if dxt.is_empty() || k == 0 || ohw == 0 || g.og == 0 {
-        return dxt;
+    let gth = Gather::for_kernel(kernel);
+    let mut dx = vec![0.0f32; g.n * g.c * hw];
+    if dx.is_empty() || k == 0 || ohw == 0 || g.og == 0 {
+        return dx;
     }
     let (taps, wp) = (Taps::new(g), permute_weights(wt, g));
     // B = W_g (O/g, K) per group.
@@ -327,71 +319,74 @@ pub(crate) fn backward_input(kernel: Kernel, dy: &[f32], wt: &[f32], g: &Conv2dG
     let (slivers, ipj, cg) = (k.div_ceil(nr), images_per_job(g), g.cg);
     let ldc = slivers * nr;
     let tile = (TILE / 2).next_multiple_of(MR);
-    dxt.par_chunks_mut(ipj * g.c * hw)
-        .enumerate()
-        .for_each_init(
-            || vec![0.0f32; tile * ldc],
-            |cbuf, (jb, dst)| {
-                let total = dst.len() / (g.c * hw) * ohw;
-                let q_job = jb * ipj * ohw;
-                for (gi, b) in packed.iter().enumerate() {
-                    for t0 in (0..total).step_by(tile) {
-                        let tw = tile.min(total - t0);
-                        // Row r of A = dy^T: pixel q = q_job + t0 + r, read along o.
-                        let a_row = |r: usize| {
-                            let q = q_job + t0 + r;
-                            ((q / ohw) * g.o + gi * g.og) * ohw + q % ohw
-                        };
-                        for pc in (0..g.og).step_by(KC) {
-                            let kc = KC.min(g.og - pc);
-                            let b = &b[pc * nr..];
-                            let row = |r| a_row(r) + pc * ohw;
-                            block_product(
-                                kernel,
-                                dy,
-                                row,
-                                ohw,
-                                tw,
-                                kc,
-                                b,
-                                g.og * nr,
-                                slivers,
-                                cbuf,
-                                ldc,
-                                pc > 0,
-                            );
-                        }
-                        // col2im: each pixel's run for tap t goes back onto its input pixel.
-                        for (n, p, len, j) in segments(t0, tw, ohw) {
-                            let img = &mut dst[n * hw * g.c..(n + 1) * hw * g.c];
-                            let cols = taps.cols(p, len);
-                            for (jj, offs) in cols.chunks_exact(taps.taps).enumerate() {
-                                let row = &cbuf[(j + jj) * ldc..(j + jj) * ldc + k];
-                                for (&o, run) in offs.iter().zip(row.chunks_exact(cg)) {
-                                    if (o as usize) < hw {
-                                        let at = o as usize * g.c + gi * cg;
-                                        let d = &mut img[at..at + cg];
-                                        d.iter_mut().zip(run).for_each(|(d, &v)| *d += v);
-                                    }
+    dx.par_chunks_mut(ipj * g.c * hw).enumerate().for_each_init(
+        || (vec![0.0f32; tile * ldc], vec![0.0f32; ipj * g.c * hw]),
+        |(cbuf, local), (jb, dst)| {
+            let total = dst.len() / (g.c * hw) * ohw;
+            // This job's dx^T (channels-last), small enough to stay in cache.
+            let dxt = &mut local[..dst.len()];
+            dxt.fill(0.0);
+            let q_job = jb * ipj * ohw;
+            for (gi, b) in packed.iter().enumerate() {
+                for t0 in (0..total).step_by(tile) {
+                    let tw = tile.min(total - t0);
+                    // Row r of A = dy^T: pixel q = q_job + t0 + r, read along o.
+                    let a_row = |r: usize| {
+                        let q = q_job + t0 + r;
+                        ((q / ohw) * g.o + gi * g.og) * ohw + q % ohw
+                    };
+                    for pc in (0..g.og).step_by(KC) {
+                        let kc = KC.min(g.og - pc);
+                        let b = &b[pc * nr..];
+                        let row = |r| a_row(r) + pc * ohw;
+                        block_product(
+                            kernel,
+                            dy,
+                            row,
+                            ohw,
+                            tw,
+                            kc,
+                            b,
+                            g.og * nr,
+                            slivers,
+                            cbuf,
+                            ldc,
+                            pc > 0,
+                        );
+                    }
+                    // col2im: each pixel's run for tap t goes back onto its input pixel.
+                    for (n, p, len, j) in segments(t0, tw, ohw) {
+                        let img = &mut dxt[n * hw * g.c..(n + 1) * hw * g.c];
+                        let cols = taps.cols(p, len);
+                        for (jj, offs) in cols.chunks_exact(taps.taps).enumerate() {
+                            let row = &cbuf[(j + jj) * ldc..(j + jj) * ldc + k];
+                            for (&o, run) in offs.iter().zip(row.chunks_exact(cg)) {
+                                if (o as usize) < hw {
+                                    let at = o as usize * g.c + gi * cg;
+                                    let d = &mut img[at..at + cg];
+                                    d.iter_mut().zip(run).for_each(|(d, &v)| *d += v);
                                 }
                             }
                         }
                     }
                 }
-            },
-        );
-    transpose(&dxt, g.n, hw, g.c)
+            }
+            transpose_into(gth, dxt, hw, g.c, dst);
+        },
+    );
+    dx
 }
 
 /// Weight gradient on contiguous buffers (`x: (N, C, H, W)`, `dy: (N, O, H', W')`)
 /// -> `(O, C/g, kh, kw)` data.
 pub(crate) fn backward_weight(kernel: Kernel, x: &[f32], dy: &[f32], g: &Conv2dGeom) -> Vec<f32> {
     let (ohw, k, hw, nr) = (g.oh * g.ow, g.k(), g.h * g.w, kernel.nr());
+    let gth = Gather::for_kernel(kernel);
     let total = g.n * ohw;
     if g.o * k == 0 || total == 0 {
         return vec![0.0f32; g.o * k];
     }
-    let (taps, xt) = (Taps::new(g), transpose(x, g.n, g.c, hw));
+    let (taps, ipj) = (Taps::new(g), images_per_job(g));
     let mpad = g.og.next_multiple_of(MR);
     let slivers = k.div_ceil(nr);
     // Jobs: (group, strip of K's slivers), each over every pixel in the same order,
@@ -410,40 +405,49 @@ pub(crate) fn backward_weight(kernel: Kernel, x: &[f32], dy: &[f32], g: &Conv2dG
             let mut c = vec![0.0f32; mpad * ldc];
             let mut apack = vec![0.0f32; mpad * KC];
             let mut colt = vec![0.0f32; KC * ldc];
-            for q0 in (0..total).step_by(KC) {
-                let kc = KC.min(total - q0);
-                // A = dy_g (O/g, kc): sliver t, column j holds rows t*MR .. t*MR + MR.
-                let apack = &mut apack[..mpad * kc];
-                for (t, sliver) in apack.chunks_exact_mut(kc * MR).enumerate() {
-                    for r in 0..MR {
-                        let o = t * MR + r;
-                        if o >= g.og {
-                            sliver.iter_mut().skip(r).step_by(MR).for_each(|v| *v = 0.0);
-                            continue;
-                        }
-                        for (n, p, len, j) in segments(q0, kc, ohw) {
-                            let src = &dy[(n * g.o + gi * g.og + o) * ohw + p..][..len];
-                            let dst = sliver[j * MR + r..].iter_mut().step_by(MR);
-                            dst.zip(src).for_each(|(d, &v)| *d = v);
+            let mut xt_buf = vec![0.0f32; ipj * g.c * hw];
+            // Runs of whole images, turned channels-last one run at a time (small
+            // enough to stay in cache); depth blocks within a run.
+            for r0 in (0..total).step_by(ipj * ohw) {
+                let rl = (ipj * ohw).min(total - r0);
+                let (n0, nimg) = (r0 / ohw, rl / ohw);
+                let xt = &mut xt_buf[..nimg * g.c * hw];
+                transpose_into(gth, &x[n0 * g.c * hw..(n0 + nimg) * g.c * hw], g.c, hw, xt);
+                for q0 in (r0..r0 + rl).step_by(KC) {
+                    let kc = KC.min(r0 + rl - q0);
+                    // A = dy_g (O/g, kc): sliver t, column j holds rows t*MR .. t*MR + MR.
+                    let apack = &mut apack[..mpad * kc];
+                    for (t, sliver) in apack.chunks_exact_mut(kc * MR).enumerate() {
+                        for r in 0..MR {
+                            let o = t * MR + r;
+                            if o >= g.og {
+                                sliver.iter_mut().skip(r).step_by(MR).for_each(|v| *v = 0.0);
+                                continue;
+                            }
+                            for (n, p, len, j) in segments(q0, kc, ohw) {
+                                let src = &dy[(n * g.o + gi * g.og + o) * ohw + p..][..len];
+                                let dst = sliver[j * MR + r..].iter_mut().step_by(MR);
+                                dst.zip(src).for_each(|(d, &v)| *d = v);
+                            }
                         }
                     }
-                }
-                // B = colt (kc, k0..k1) in place, row stride ldc (the columns past
-                // k1 - k0 stay 0).
-                build_cols(&xt, g, &taps, gi, (q0, kc), (k0, k1), ldc, &mut colt);
-                for s in 0..ldc / nr {
-                    for t in 0..mpad / MR {
-                        let tile = CTile {
-                            data: &mut c,
-                            offset: t * MR * ldc + s * nr,
-                            ld: ldc,
-                            add: true,
-                        };
-                        let b = BSliver {
-                            data: &colt[s * nr..],
-                            stride: ldc,
-                        };
-                        kernel.run(kc, ABlock::packed(apack, t, kc), b, nr, tile);
+                    // B = colt (kc, k0..k1) in place, row stride ldc (the columns past
+                    // k1 - k0 stay 0).
+                    build_cols(xt, g, &taps, gi, (q0 - r0, kc), (k0, k1), ldc, &mut colt);
+                    for s in 0..ldc / nr {
+                        for t in 0..mpad / MR {
+                            let tile = CTile {
+                                data: &mut c,
+                                offset: t * MR * ldc + s * nr,
+                                ld: ldc,
+                                add: true,
+                            };
+                            let b = BSliver {
+                                data: &colt[s * nr..],
+                                stride: ldc,
+                            };
+                            kernel.run(kc, ABlock::packed(apack, t, kc), b, nr, tile);
+                        }
                     }
                 }
             }
@@ -461,7 +465,7 @@ pub(crate) fn backward_weight(kernel: Kernel, x: &[f32], dy: &[f32], g: &Conv2dG
             d.copy_from_slice(&c[r * ldc..r * ldc + k1 - k0]);
         }
     }
-    transpose(&dwp, g.o, g.kh * g.kw, g.cg)
+    transpose(Gather::Scalar, &dwp, g.o, g.kh * g.kw, g.cg)
 }
 
 #[cfg(test)]
@@ -485,15 +489,17 @@ mod tests {
         // Whole 8 x 8 blocks, edges on either side, and no blocks at all.
         for (c, p) in [(3, 17), (16, 24), (19, 13), (8, 8), (1, 1), (0, 5)] {
             let x: Vec<f32> = (0..2 * c * p).map(|i| i as f32).collect();
-            let t = transpose(&x, 2, c, p);
-            for n in 0..2 {
-                for ci in 0..c {
-                    for pi in 0..p {
-                        assert_eq!(t[(n * p + pi) * c + ci], x[(n * c + ci) * p + pi]);
+            for gth in Kernel::available().into_iter().map(Gather::for_kernel) {
+                let t = transpose(gth, &x, 2, c, p);
+                for n in 0..2 {
+                    for ci in 0..c {
+                        for pi in 0..p {
+                            assert_eq!(t[(n * p + pi) * c + ci], x[(n * c + ci) * p + pi]);
+                        }
                     }
                 }
+                assert_eq!(transpose(gth, &t, 2, p, c), x);
             }
-            assert_eq!(transpose(&t, 2, p, c), x);
         }
     }
 }

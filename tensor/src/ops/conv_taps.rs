@@ -133,6 +133,9 @@ pub(crate) enum Gather {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx512(crate::matmul::kernels::CpuHasAvx512),
+    /// AVX2: only [`Gather::transpose8`] uses it (its gathers are not faster).
+    #[cfg(target_arch = "x86_64")]
+    Avx2(crate::matmul::kernels::CpuHasAvx2Fma),
 }
 
 impl Gather {
@@ -141,7 +144,30 @@ impl Gather {
         match kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512(t) => Gather::Avx512(t),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Fma(t) => Gather::Avx2(t),
             _ => Gather::Scalar,
+        }
+    }
+
+    /// Transpose one 8 x 8 block: `dst[j*ld + i] = src[i*ls + j]` for `i, j < 8`.
+    /// Panics (a bounds check) unless `src` holds `7*ls + 8` floats and `dst`
+    /// `7*ld + 8`.
+    #[inline]
+    pub fn transpose8(self, src: &[f32], ls: usize, dst: &mut [f32], ld: usize) {
+        let (src, dst) = (&src[..7 * ls + 8], &mut dst[..7 * ld + 8]);
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: either token proves AVX2 (AVX-512F implies it); the slices
+            // hold every float the block reads and writes (sliced just above).
+            Gather::Avx512(_) | Gather::Avx2(_) => unsafe { x86::transpose8(src, ls, dst, ld) },
+            _ => {
+                for j in 0..8 {
+                    for (i, d) in dst[j * ld..j * ld + 8].iter_mut().enumerate() {
+                        *d = src[i * ls + j];
+                    }
+                }
+            }
         }
     }
 
@@ -252,6 +278,49 @@ mod x86 {
                 _mm512_mask_storeu_ps(dst.as_mut_ptr().add(j), m, v);
             }
             j += 16;
+        }
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2; `src` must hold `7*ls + 8` floats, `dst` `7*ld + 8`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn transpose8(src: &[f32], ls: usize, dst: &mut [f32], ld: usize) {
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        // SAFETY: rows i*ls .. i*ls + 8 (i < 8) lie in src, i*ld .. i*ld + 8 in dst.
+        unsafe {
+            let r0 = _mm256_loadu_ps(s);
+            let r1 = _mm256_loadu_ps(s.add(ls));
+            let r2 = _mm256_loadu_ps(s.add(2 * ls));
+            let r3 = _mm256_loadu_ps(s.add(3 * ls));
+            let r4 = _mm256_loadu_ps(s.add(4 * ls));
+            let r5 = _mm256_loadu_ps(s.add(5 * ls));
+            let r6 = _mm256_loadu_ps(s.add(6 * ls));
+            let r7 = _mm256_loadu_ps(s.add(7 * ls));
+            // Interleave pairs of rows, then pairs of pairs, then swap 128-bit halves.
+            let t0 = _mm256_unpacklo_ps(r0, r1);
+            let t1 = _mm256_unpackhi_ps(r0, r1);
+            let t2 = _mm256_unpacklo_ps(r2, r3);
+            let t3 = _mm256_unpackhi_ps(r2, r3);
+            let t4 = _mm256_unpacklo_ps(r4, r5);
+            let t5 = _mm256_unpackhi_ps(r4, r5);
+            let t6 = _mm256_unpacklo_ps(r6, r7);
+            let t7 = _mm256_unpackhi_ps(r6, r7);
+            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            _mm256_storeu_ps(d, _mm256_permute2f128_ps::<0x20>(u0, u4));
+            _mm256_storeu_ps(d.add(ld), _mm256_permute2f128_ps::<0x20>(u1, u5));
+            _mm256_storeu_ps(d.add(2 * ld), _mm256_permute2f128_ps::<0x20>(u2, u6));
+            _mm256_storeu_ps(d.add(3 * ld), _mm256_permute2f128_ps::<0x20>(u3, u7));
+            _mm256_storeu_ps(d.add(4 * ld), _mm256_permute2f128_ps::<0x31>(u0, u4));
+            _mm256_storeu_ps(d.add(5 * ld), _mm256_permute2f128_ps::<0x31>(u1, u5));
+            _mm256_storeu_ps(d.add(6 * ld), _mm256_permute2f128_ps::<0x31>(u2, u6));
+            _mm256_storeu_ps(d.add(7 * ld), _mm256_permute2f128_ps::<0x31>(u3, u7));
         }
     }
 
@@ -398,6 +467,20 @@ mod tests {
                 let mut got = vec![f32::NAN; pixels * width];
                 gth.lanes(&xs, hw, &cols, taps, &map, &mut got);
                 assert_eq!(got, want, "{gth:?} k {k} k0 {k0} width {width}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_transpose8_swaps_rows_and_columns() {
+        let src = values(7 * 11 + 8, 5);
+        for gth in Kernel::available().into_iter().map(Gather::for_kernel) {
+            let mut dst = vec![f32::NAN; 7 * 9 + 8];
+            gth.transpose8(&src, 11, &mut dst, 9);
+            for i in 0..8 {
+                for j in 0..8 {
+                    assert_eq!(dst[j * 9 + i], src[i * 11 + j], "{gth:?} ({i}, {j})");
+                }
             }
         }
     }
