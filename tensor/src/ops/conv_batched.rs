@@ -372,7 +372,7 @@ pub(crate) mod tests {
         ([2, 0, 5, 5], [4, 0, 3, 3], (1, 1), (1, 1), (1, 1), 1),
     ];
 
-    fn geom(c: &Case) -> Conv2dGeom {
+    pub(crate) fn geom(c: &Case) -> Conv2dGeom {
         let (xd, wd, s, p, d, groups) = *c;
         Conv2dGeom::new("test", &xd, &wd, Some(&[wd[0]]), s, p, d, groups).unwrap()
     }

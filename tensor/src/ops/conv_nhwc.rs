@@ -472,7 +472,8 @@ pub(crate) fn backward_weight(kernel: Kernel, x: &[f32], dy: &[f32], g: &Conv2dG
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use crate::ops::conv_batched::tests::{check_against_loops, CASES};
+    use crate::ops::conv_batched::tests::{check_against_loops, geom, CASES};
+    use crate::test_util::values;
 
     /// Forward and both gradients against the direct loops on the batched path's
     /// cases (channels below MIN_CHANNELS too: the path is correct for any), every
@@ -481,6 +482,25 @@ mod tests {
     fn every_kernel_matches_the_direct_loops() {
         for case in CASES {
             check_against_loops(&case, conv2d, backward_input, backward_weight);
+        }
+    }
+
+    /// The weight gradient (the only product split by thread count) is the same
+    /// to the bit on 1 and 4 threads, for every kernel.
+    #[test]
+    fn weight_grad_does_not_depend_on_threads() {
+        let g = geom(&CASES[2]);
+        let x = values(g.n * g.c * g.h * g.w, 5);
+        let dy = values(g.n * g.o * g.oh * g.ow, 6);
+        for kernel in Kernel::available() {
+            let run = |threads| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| backward_weight(kernel, &x, &dy, &g))
+            };
+            assert_eq!(run(1), run(4), "{}", kernel.name());
         }
     }
 
