@@ -75,6 +75,7 @@ impl Tensor {
                 got: data.len(),
             });
         }
+        crate::storage::keep_freed_memory();
         Ok(Tensor {
             storage: Arc::new(Storage::Cpu(data)),
             layout: Layout::contiguous(shape),
@@ -90,6 +91,7 @@ impl Tensor {
     pub fn full(shape: impl Into<Shape>, value: f32) -> Self {
         let shape = shape.into();
         let n = shape.numel();
+        crate::storage::keep_freed_memory();
         Tensor {
             storage: Arc::new(Storage::Cpu(vec![value; n])),
             layout: Layout::contiguous(shape),

@@ -231,6 +231,26 @@ fn conv_backward_tiled() {
     );
 }
 
+/// Three small images with 8 channels per group: the batched channels-last path
+/// (`conv_nhwc`), on permuted and sliced inputs.
+#[test]
+fn conv_backward_batched_channels_last() {
+    let g = Geom {
+        n: 3,
+        c: 16,
+        h: 9,
+        w: 7,
+        o: 10,
+        kh: 3,
+        kw: 3,
+        s: (2, 2),
+        p: (1, 1),
+        d: (1, 1),
+        groups: 2,
+    };
+    check(g, [Kind::Permuted, Kind::Sliced, Kind::Permuted], 7, 1e-4);
+}
+
 /// Each input pixel of a 3x3 image gets the number of 2x2 windows covering it.
 #[test]
 fn conv_backward_input_counts_windows() {

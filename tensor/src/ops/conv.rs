@@ -24,6 +24,11 @@
 //! `weight`), and per thread one B panel (`1024 x 128` floats, 512 KB) and one
 //! C buffer (`O/groups x 128` floats, 256 KB at 512 channels).
 //!
+//! A batch of small images (two or more, at most 32x32 output pixels) is done
+//! instead as one GEMM over all the images' pixels: [`crate::ops::conv_nhwc`]
+//! (channels-last patches, 8+ input channels per group) or
+//! [`crate::ops::conv_batched`] (gathered patches).
+//!
 //! ```
 //! use tensor::Tensor;
 //! let x = Tensor::arange(0.0, 9.0, 1.0).unwrap().reshape([1, 1, 3, 3]).unwrap();
@@ -40,6 +45,7 @@ use crate::matmul::kernels::{Kernel, MR};
 use crate::matmul::packed::{gemm_packed_b, PackedA};
 use crate::matmul::MatRef;
 use crate::ops::conv_pack::PatchPacker;
+use crate::ops::{conv_batched, conv_nhwc};
 use crate::tensor::Tensor;
 
 /// Output pixels per tile (rounded to the kernel's `nr`): one tile's C buffer
@@ -312,6 +318,12 @@ struct Job<'o> {
 
 /// The convolution on contiguous buffers; returns the (N, O, H', W') data.
 fn conv2d_cpu(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &Conv2dGeom) -> Vec<f32> {
+    if conv_batched::use_batched(g) {
+        if conv_nhwc::takes(g) {
+            return conv_nhwc::conv2d(Kernel::detect(), x, wt, bias, g);
+        }
+        return conv_batched::conv2d(Kernel::detect(), x, wt, bias, g);
+    }
     conv2d_with(Kernel::detect(), x, wt, bias, g)
 }
 

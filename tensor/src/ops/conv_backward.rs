@@ -14,7 +14,9 @@
 //! Both walk the output pixels in column tiles of about a megabyte of `col`, like
 //! the forward, and the input gradient runs (image, group) blocks in parallel.
 //! The input size must be given: with a stride, several input sizes give the same
-//! output size. The bias gradient is just `dy.sum(&[0, 2, 3])`.
+//! output size. The bias gradient is just `dy.sum(&[0, 2, 3])`. Batches of small
+//! images take the whole-batch GEMMs of [`crate::ops::conv_nhwc`] and
+//! [`crate::ops::conv_batched`] instead, as the forward does.
 //!
 //! ```
 //! use tensor::Tensor;
@@ -32,9 +34,11 @@
 use rayon::prelude::*;
 
 use crate::error::{Result, TensorError};
+use crate::matmul::kernels::Kernel;
 use crate::matmul::{gemm, MatRef};
 use crate::ops::conv::{contiguous_data, Conv2dGeom};
 use crate::ops::conv_im2col::{im2col, valid_range};
+use crate::ops::{conv_batched, conv_nhwc};
 use crate::tensor::Tensor;
 
 /// Floats of one im2col tile (1 MiB), as in the forward.
@@ -114,6 +118,14 @@ impl Tensor {
         let dy = self.contiguous()?;
         let w = weight.contiguous()?;
         let (dy, w) = (contiguous_data(&dy)?, contiguous_data(&w)?);
+        if conv_batched::use_batched(&g) {
+            let dx = if conv_nhwc::takes(&g) {
+                conv_nhwc::backward_input(Kernel::detect(), dy, w, &g)
+            } else {
+                conv_batched::backward_input(Kernel::detect(), dy, w, &g)
+            };
+            return Tensor::from_vec(dx, input.to_vec());
+        }
         let (k, ohw, block) = (g.k(), g.oh * g.ow, g.cg * g.h * g.w);
         let mut dx = vec![0.0f32; g.n * g.c * g.h * g.w];
         if block > 0 && k > 0 && ohw > 0 && g.og > 0 {
@@ -179,6 +191,14 @@ impl Tensor {
         let x = self.contiguous()?;
         let dy = grad_out.contiguous()?;
         let (x, dy) = (contiguous_data(&x)?, contiguous_data(&dy)?);
+        if conv_batched::use_batched(&g) {
+            let dw = if conv_nhwc::takes(&g) {
+                conv_nhwc::backward_weight(Kernel::detect(), x, dy, &g)
+            } else {
+                conv_batched::backward_weight(Kernel::detect(), x, dy, &g)
+            };
+            return Tensor::from_vec(dw, wdims.to_vec());
+        }
         let (k, ohw) = (g.k(), g.oh * g.ow);
         let mut dw = vec![0.0f32; g.o * k];
         if g.og > 0 && k > 0 && ohw > 0 {
