@@ -28,7 +28,37 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+
 use crate::error::{DiffusionError, Result};
+
+/// Generation settings a model folder recommends, from the optional
+/// `"_generation_defaults"` object of its `model_index.json` (diffusers ignores keys
+/// that start with `_`). The shipped Fashion-MNIST model sets them; the `sd` command
+/// uses them where the user gives no option.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct GenerationDefaults {
+    pub num_inference_steps: Option<usize>,
+    pub guidance_scale: Option<f64>,
+    /// A scheduler name as the `sd` command takes it (`ddim`, `euler-a`, ...).
+    pub scheduler: Option<String>,
+    pub num_images_per_prompt: Option<usize>,
+}
+
+/// The folder's [`GenerationDefaults`] (all `None` without a `model_index.json` or key).
+pub fn generation_defaults(dir: &Path) -> Result<GenerationDefaults> {
+    let index = dir.join("model_index.json");
+    if !index.is_file() {
+        return Ok(GenerationDefaults::default());
+    }
+    let value: serde_json::Value = crate::config::read_config(&index)?;
+    match value.get("_generation_defaults") {
+        Some(d) => serde_json::from_value(d.clone())
+            .map_err(|e| DiffusionError::config(&index, format!("_generation_defaults: {e}"))),
+        None => Ok(GenerationDefaults::default()),
+    }
+}
 
 /// The file names a component's weights may have, in the order they are tried.
 const WEIGHT_NAMES: [&str; 4] = [

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
+use diffusion::pipelines::folder::generation_defaults;
 use diffusion::pipelines::{GenerateParams, StableDiffusion, StepInfo};
 use diffusion::schedulers::{make_scheduler, scheduler_from_config, SchedulerKind};
 use diffusion::{DiffusionError, Result};
@@ -19,21 +20,26 @@ pub enum Device {
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
-    /// The prompt (repeat for a batch of prompts).
-    #[arg(long, short, required = true)]
+    /// The prompt(s), as positional arguments.
+    #[arg(value_name = "PROMPT")]
+    prompts: Vec<String>,
+    /// A prompt (repeat for a batch of prompts).
+    #[arg(long, short)]
     prompt: Vec<String>,
     /// What not to draw (none, or one per --prompt).
     #[arg(long)]
     negative_prompt: Vec<String>,
-    /// A diffusers Stable Diffusion model folder.
+    /// A diffusers Stable Diffusion model folder (default: the shipped Fashion-MNIST
+    /// model, diffusion/assets/fashion-sd).
     #[arg(long, env = "SD_MODEL")]
-    model: PathBuf,
-    /// Denoising steps.
-    #[arg(long, default_value_t = 30)]
-    steps: usize,
-    /// Classifier-free guidance scale (1 turns guidance off).
-    #[arg(long, default_value_t = 7.5)]
-    guidance: f64,
+    model: Option<PathBuf>,
+    /// Denoising steps (default: the model's recommendation, else 30).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Classifier-free guidance scale, 1 turns guidance off (default: the model's
+    /// recommendation, else 7.5).
+    #[arg(long)]
+    guidance: Option<f64>,
     /// Guidance rescale phi in [0, 1] (2305.08891).
     #[arg(long, default_value_t = 0.0)]
     guidance_rescale: f64,
@@ -59,12 +65,13 @@ pub struct GenerateArgs {
     /// Inpainting: a mask PNG of the image's size, white where to repaint.
     #[arg(long)]
     mask: Option<PathBuf>,
-    /// Images per prompt.
-    #[arg(long, default_value_t = 1)]
-    num_images: usize,
-    /// Output PNG (a grid when there are several images).
-    #[arg(long, short, default_value = "sd-out.png")]
-    out: PathBuf,
+    /// Images per prompt (default: the model's recommendation, else 1).
+    #[arg(long)]
+    num_images: Option<usize>,
+    /// Output PNG (a grid when there are several images); default: the first free
+    /// name of sd-out.png, sd-out-2.png, ...
+    #[arg(long, short)]
+    out: Option<PathBuf>,
     /// Overwrite --out if it exists.
     #[arg(long)]
     force: bool,
@@ -86,7 +93,26 @@ pub struct GenerateArgs {
     preview_every: Option<usize>,
 }
 
-pub fn run(args: GenerateArgs) -> Result<()> {
+/// The shipped model's folder, next to this crate's sources.
+fn default_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets")
+        .join("fashion-sd")
+}
+
+/// `sd-out.png`, or the first of `sd-out-2.png`, `sd-out-3.png`, ... that is free.
+fn free_out_name() -> PathBuf {
+    let first = PathBuf::from("sd-out.png");
+    if !first.exists() {
+        return first;
+    }
+    (2..)
+        .map(|i| PathBuf::from(format!("sd-out-{i}.png")))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
+}
+
+pub fn run(mut args: GenerateArgs) -> Result<()> {
     if args.device == Device::Wgpu {
         return Err(DiffusionError::invalid(
             "--device",
@@ -99,14 +125,34 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             .build_global()
             .map_err(|e| DiffusionError::invalid("--threads", e.to_string()))?;
     }
-    if args.out.exists() && !args.force {
-        return Err(DiffusionError::io(
-            &args.out,
-            "already exists; pass --force to overwrite it or choose another --out",
+    let mut prompts = std::mem::take(&mut args.prompts);
+    prompts.append(&mut args.prompt);
+    if prompts.is_empty() {
+        return Err(DiffusionError::invalid(
+            "sd generate",
+            "give a prompt: sd \"a photo of a sneaker\" (or --prompt, repeatable)",
         ));
     }
+    let out = match &args.out {
+        Some(out) if out.exists() && !args.force => {
+            return Err(DiffusionError::io(
+                out,
+                "already exists; pass --force to overwrite it or choose another --out",
+            ))
+        }
+        Some(out) => out.clone(),
+        None => free_out_name(),
+    };
+    let model = args.model.clone().unwrap_or_else(default_model);
+    let defaults = generation_defaults(&model)?;
+    let steps = args.steps.or(defaults.num_inference_steps).unwrap_or(30);
+    let guidance = args.guidance.or(defaults.guidance_scale).unwrap_or(7.5);
+    let num_images = args
+        .num_images
+        .or(defaults.num_images_per_prompt)
+        .unwrap_or(1);
     let t0 = Instant::now();
-    let mut sd = StableDiffusion::load(&args.model)?;
+    let mut sd = StableDiffusion::load(&model)?;
     for path in &args.textual_inversion {
         let tokens = sd.load_textual_inversion(path, None)?;
         eprintln!(
@@ -117,7 +163,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     }
     let load_time = t0.elapsed();
 
-    let kind = match &args.scheduler {
+    let kind = match args.scheduler.as_ref().or(defaults.scheduler.as_ref()) {
         Some(name) => Some(name.parse::<SchedulerKind>()?),
         None => None,
     };
@@ -134,11 +180,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         ));
     }
     let params = GenerateParams {
-        prompts: args.prompt.clone(),
+        prompts: prompts.clone(),
         negative_prompts: args.negative_prompt.clone(),
-        num_images_per_prompt: args.num_images,
-        num_inference_steps: args.steps,
-        guidance_scale: args.guidance,
+        num_images_per_prompt: num_images,
+        num_inference_steps: steps,
+        guidance_scale: guidance,
         guidance_rescale: args.guidance_rescale,
         width: args.width,
         height: args.height,
@@ -152,7 +198,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         ..Default::default()
     };
 
-    let bar = ProgressBar::with_draw_target(Some(args.steps as u64), ProgressDrawTarget::stderr());
+    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
             .map_err(|e| DiffusionError::invalid("progress", e.to_string()))?
@@ -173,24 +219,24 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         if let Some(n) = preview {
             if (info.step + 1).is_multiple_of(n) && info.step + 1 < info.num_steps {
                 let images = sd.decode_latents(info.latents, args.vae_tiling)?;
-                let path = preview_path(&args.out, info.step + 1);
-                save_grid(&path, &images, args.prompt.len(), args.num_images)?;
+                let path = preview_path(&out, info.step + 1);
+                save_grid(&path, &images, prompts.len(), num_images)?;
                 bar.println(format!("preview: {}", path.display()));
             }
         }
         Ok(None)
     };
-    let out = sd.generate(&params, scheduler.as_mut(), Some(&mut callback))?;
+    let generated = sd.generate(&params, scheduler.as_mut(), Some(&mut callback))?;
     bar.finish();
     let loop_time = t_loop.elapsed();
-    let images = out
+    let images = generated
         .images
         .ok_or_else(|| DiffusionError::invalid("generate", "no images were decoded"))?;
-    save_grid(&args.out, &images, args.prompt.len(), args.num_images)?;
+    save_grid(&out, &images, prompts.len(), num_images)?;
     let total = t0.elapsed();
     eprintln!(
         "wrote {} ({} image(s)); load {:.2}s, generate+decode {:.2}s ({} UNet steps), total {:.2}s",
-        args.out.display(),
+        out.display(),
         images.dims()[0],
         load_time.as_secs_f64(),
         loop_time.as_secs_f64(),

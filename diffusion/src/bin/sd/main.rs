@@ -1,6 +1,7 @@
 //! `sd`: Stable Diffusion from the command line.
 //!
 //! ```text
+//! sd "a sneaker"                               # the shipped Fashion-MNIST model, its defaults
 //! sd generate --prompt "a photo of a cat" --model ./stable-diffusion-v1-5 --steps 25 --seed 42
 //! sd generate --prompt "a dress" --init-image shirt.png --strength 0.7 --out dress.png
 //! ```
@@ -16,7 +17,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "sd",
     version,
-    about = "Stable Diffusion built from its components"
+    about = "Stable Diffusion built from its components",
+    after_help = "`sd \"a sneaker\" [OPTIONS]` is short for `sd generate \"a sneaker\" [OPTIONS]`."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,7 +33,19 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // `sd "a sneaker" --seed 3` is `sd generate "a sneaker" --seed 3`.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(first) = args.get(1).and_then(|a| a.to_str()) {
+        use clap::CommandFactory;
+        let known = Cli::command()
+            .get_subcommands()
+            .any(|c| c.get_name() == first)
+            || ["help", "-h", "--help", "-V", "--version"].contains(&first);
+        if !known {
+            args.insert(1, "generate".into());
+        }
+    }
+    let cli = Cli::parse_from(args);
     let result = match cli.command {
         Command::Generate(args) => generate::run(*args),
     };
