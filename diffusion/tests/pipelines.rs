@@ -110,6 +110,7 @@ fn run_case(name: &str) {
     let want = g.file.get(&format!("{name}.latents")).unwrap();
     let d = max_abs_diff(&out.latents, &want);
     assert!(d <= 1e-3, "{name}: latents differ by {d}");
+    let final_d = d;
     if g.file.contains(&format!("{name}.steps")) {
         let all = g.file.get(&format!("{name}.steps")).unwrap();
         assert_eq!(
@@ -131,8 +132,9 @@ fn run_case(name: &str) {
         .clamp(0.0, 1.0)
         .unwrap();
     let want = g.file.get(&format!("{name}.image")).unwrap();
-    let d = max_abs_diff(&ours, &want);
-    assert!(d <= 2.0 / 255.0, "{name}: images differ by {d} (> 2/255)");
+    let di = max_abs_diff(&ours, &want);
+    assert!(di <= 2.0 / 255.0, "{name}: images differ by {di} (> 2/255)");
+    eprintln!("{name}: max abs diff latents {final_d:.2e}, image {di:.2e}");
 }
 
 #[test]
