@@ -79,7 +79,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (m0, v0) = mean_var(&x0)?;
     let z = TorchGenerator::manual_seed(1).randn(x0.dims().to_vec())?;
     // Standardised data (mean 0, var 1) stays at var 1 under the closed form.
-    let xs = x0.add_scalar(-m0 as f32)?.mul_scalar((1.0 / v0.sqrt()) as f32)?;
+    let xs = x0
+        .add_scalar(-m0 as f32)?
+        .mul_scalar((1.0 / v0.sqrt()) as f32)?;
     print!("variance of x_t (standardised images): ");
     for t in [0usize, 100, 300, 600, 999] {
         let xt = q_sample(&xs, &z, &vec![lin[t]; 512])?;
@@ -87,7 +89,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!();
     let betas = linear_betas(1000, 1e-4, 0.02);
-    let one = images_pm1(&data.train, &[0])?.broadcast_as([2000, 1, 28, 28])?.contiguous()?;
+    let one = images_pm1(&data.train, &[0])?
+        .broadcast_as([2000, 1, 28, 28])?
+        .contiguous()?;
     let seq = noise_step_by_step(&one, &betas, 299, &mut TorchGenerator::manual_seed(2))?;
     let eps = TorchGenerator::manual_seed(3).randn([2000, 1, 28, 28])?;
     let closed = q_sample(&one, &eps, &vec![lin[299]; 2000])?;
@@ -112,7 +116,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (store, model) = build(0, DenoiserConfig::default())?;
     println!("denoiser: {} parameters", store.num_elements());
     let before = eval_loss(&model, &data.test, 512, 99)?;
-    let cfg = TrainConfig { steps, ..Default::default() };
+    let cfg = TrainConfig {
+        steps,
+        ..Default::default()
+    };
     let t0 = Instant::now();
     let (_, losses) = train(&model, &store, &data.train, cfg)?;
     let secs = t0.elapsed().as_secs_f64();
@@ -131,37 +138,85 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let t0 = Instant::now();
     let mut ddim = DDIMScheduler::new(&ddpm_config())?;
     let mut reverse = Vec::new();
-    let ddim_x = sample(&model, &mut ddim, 50, &x_t, &mut TorchGenerator::manual_seed(8), |i, _, x| {
-        if REVERSE_FRAMES.contains(&i) {
-            reverse.push(x.narrow(0, 0, 8).and_then(|v| v.contiguous()));
-        }
-    })?;
+    let ddim_x = sample(
+        &model,
+        &mut ddim,
+        50,
+        &x_t,
+        &mut TorchGenerator::manual_seed(8),
+        |i, _, x| {
+            if REVERSE_FRAMES.contains(&i) {
+                reverse.push(x.narrow(0, 0, 8).and_then(|v| v.contiguous()));
+            }
+        },
+    )?;
     let ddim_secs = t0.elapsed().as_secs_f64();
     let mut ddpm = DDPMScheduler::new(&ddpm_config())?;
     let t0 = Instant::now();
-    let ddpm_x = sample(&model, &mut ddpm, 100, &x_t, &mut TorchGenerator::manual_seed(8), |_, _, _| {})?;
+    let ddpm_x = sample(
+        &model,
+        &mut ddpm,
+        100,
+        &x_t,
+        &mut TorchGenerator::manual_seed(8),
+        |_, _, _| {},
+    )?;
     let ddpm_secs = t0.elapsed().as_secs_f64();
     let (nm, nv) = mean_var(&x_t)?;
     let (am, av) = mean_var(&ddim_x)?;
     let (bm, bv) = mean_var(&ddpm_x)?;
     println!("pixel mean / std: data {dm:.4} / {:.4}; noise {nm:.4} / {:.4}; DDIM-50 samples {am:.4} / {:.4} ({ddim_secs:.1} s); DDPM-100 samples {bm:.4} / {:.4} ({ddpm_secs:.1} s)",
         dv.sqrt(), nv.sqrt(), av.sqrt(), bv.sqrt());
-    let ddim_again = sample(&model, &mut ddim, 50, &x_t, &mut TorchGenerator::manual_seed(9), |_, _, _| {})?;
-    let ddpm_again = sample(&model, &mut ddpm, 100, &x_t, &mut TorchGenerator::manual_seed(9), |_, _, _| {})?;
+    let ddim_again = sample(
+        &model,
+        &mut ddim,
+        50,
+        &x_t,
+        &mut TorchGenerator::manual_seed(9),
+        |_, _, _| {},
+    )?;
+    let ddpm_again = sample(
+        &model,
+        &mut ddpm,
+        100,
+        &x_t,
+        &mut TorchGenerator::manual_seed(9),
+        |_, _, _| {},
+    )?;
     println!(
         "same x_T, other generator: DDIM max |diff| {:.2e}, DDPM max |diff| {:.3}",
         max_abs_diff(&ddim_x, &ddim_again)?,
         max_abs_diff(&ddpm_x, &ddpm_again)?
     );
-    let ddim10 = sample(&model, &mut ddim, 10, &x_t, &mut TorchGenerator::manual_seed(8), |_, _, _| {})?;
-    let other = sample(&model, &mut ddim, 50, &TorchGenerator::manual_seed(70).randn([64, 1, 28, 28])?, &mut TorchGenerator::manual_seed(8), |_, _, _| {})?;
+    let ddim10 = sample(
+        &model,
+        &mut ddim,
+        10,
+        &x_t,
+        &mut TorchGenerator::manual_seed(8),
+        |_, _, _| {},
+    )?;
+    let other = sample(
+        &model,
+        &mut ddim,
+        50,
+        &TorchGenerator::manual_seed(70).randn([64, 1, 28, 28])?,
+        &mut TorchGenerator::manual_seed(8),
+        |_, _, _| {},
+    )?;
     println!(
         "DDIM from the same x_T: 10 vs 50 steps mse {:.4}; 50 steps from another x_T mse {:.4}",
         mse(&ddim10, &ddim_x)?,
         mse(&other, &ddim_x)?
     );
-    save_image_pm1(format!("{out}/07-ddim-samples.png"), &image_grid(&ddim_x, 8, 8)?)?;
-    save_image_pm1(format!("{out}/07-ddpm-samples.png"), &image_grid(&ddpm_x, 8, 8)?)?;
+    save_image_pm1(
+        format!("{out}/07-ddim-samples.png"),
+        &image_grid(&ddim_x, 8, 8)?,
+    )?;
+    save_image_pm1(
+        format!("{out}/07-ddpm-samples.png"),
+        &image_grid(&ddpm_x, 8, 8)?,
+    )?;
     let mut frames = vec![x_t.narrow(0, 0, 8)?.contiguous()?];
     for r in reverse {
         frames.push(r?);
@@ -193,5 +248,10 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64, Box<dyn std::error::Error
 
 fn mse(a: &Tensor, b: &Tensor) -> Result<f64, Box<dyn std::error::Error>> {
     let (av, bv) = (a.to_vec()?, b.to_vec()?);
-    Ok(av.iter().zip(&bv).map(|(x, y)| f64::from((x - y) * (x - y))).sum::<f64>() / av.len().max(1) as f64)
+    Ok(av
+        .iter()
+        .zip(&bv)
+        .map(|(x, y)| f64::from((x - y) * (x - y)))
+        .sum::<f64>()
+        / av.len().max(1) as f64)
 }

@@ -95,9 +95,7 @@ impl Denoiser {
 
     /// `x: (B, 1, 28, 28)`, one timestep per batch element -> predicted eps (B, 1, 28, 28).
     pub fn forward(&self, x: &Var, t: &[f64]) -> Result<Var> {
-        let temb = self
-            .time_embedding
-            .forward(&self.time_proj.forward(t)?)?;
+        let temb = self.time_embedding.forward(&self.time_proj.forward(t)?)?;
         let temb = Some(&temb);
         let h = self.conv_in.forward(x)?;
         let skip0 = self.down0.forward(&h, temb)?;

@@ -56,7 +56,11 @@ pub fn loss_at(
 }
 
 /// Draw `b` timesteps uniformly from `0..T` and noise `(b, 1, 28, 28)` from `gen`.
-pub fn draw_t_eps(gen: &mut TorchGenerator, b: usize, big_t: usize) -> Result<(Vec<usize>, Tensor)> {
+pub fn draw_t_eps(
+    gen: &mut TorchGenerator,
+    b: usize,
+    big_t: usize,
+) -> Result<(Vec<usize>, Tensor)> {
     let t = (0..b)
         .map(|_| (gen.random_u64() % big_t as u64) as usize)
         .collect();

@@ -7,7 +7,9 @@
 use std::sync::OnceLock;
 
 use diffusion::schedulers::betas::NoiseSchedule;
-use diffusion::schedulers::{BetaSchedule, DDIMScheduler, DDPMScheduler, Scheduler, SchedulerConfig};
+use diffusion::schedulers::{
+    BetaSchedule, DDIMScheduler, DDPMScheduler, Scheduler, SchedulerConfig,
+};
 use lesson_07_ddpm::schedule::{
     alphas_cumprod, linear_betas, mean_var, noise_step_by_step, q_sample, scaled_linear_betas, snr,
 };
@@ -53,7 +55,10 @@ fn trained() -> Trained {
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     let (a, b) = (a.to_vec().unwrap(), b.to_vec().unwrap());
-    a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -107,13 +112,18 @@ fn claim_2_the_forward_process_preserves_variance() {
     let lin = alphas_cumprod(&linear_betas(1000, 1e-4, 0.02));
     let x0 = images_pm1(&data().train, &(0..512).collect::<Vec<_>>()).unwrap();
     let (m0, v0) = mean_var(&x0).unwrap();
-    assert!((m0 + 0.42).abs() < 0.02 && (v0.sqrt() - 0.71).abs() < 0.02, "{m0} {v0}");
+    assert!(
+        (m0 + 0.42).abs() < 0.02 && (v0.sqrt() - 0.71).abs() < 0.02,
+        "{m0} {v0}"
+    );
     let xs = x0
         .add_scalar(-m0 as f32)
         .unwrap()
         .mul_scalar((1.0 / v0.sqrt()) as f32)
         .unwrap();
-    let z = TorchGenerator::manual_seed(1).randn(xs.dims().to_vec()).unwrap();
+    let z = TorchGenerator::manual_seed(1)
+        .randn(xs.dims().to_vec())
+        .unwrap();
     for t in [0usize, 100, 300, 600, 999] {
         let (_, v) = mean_var(&q_sample(&xs, &z, &vec![lin[t]; 512]).unwrap()).unwrap();
         // measured 1.0000, 1.0001, 1.0012, 1.0024, 1.0025 (z's own variance ~1.0025)
@@ -136,9 +146,15 @@ fn claim_3_closed_form_equals_step_by_step_noising() {
     let ac = alphas_cumprod(&betas)[299];
     let n = 2000;
     let img = images_pm1(&data().train, &[0]).unwrap();
-    let one = img.broadcast_as([n, 1, 28, 28]).unwrap().contiguous().unwrap();
+    let one = img
+        .broadcast_as([n, 1, 28, 28])
+        .unwrap()
+        .contiguous()
+        .unwrap();
     let seq = noise_step_by_step(&one, &betas, 299, &mut TorchGenerator::manual_seed(2)).unwrap();
-    let eps = TorchGenerator::manual_seed(3).randn([n, 1, 28, 28]).unwrap();
+    let eps = TorchGenerator::manual_seed(3)
+        .randn([n, 1, 28, 28])
+        .unwrap();
     let closed = q_sample(&one, &eps, &vec![ac; n]).unwrap();
     let x0 = img.to_vec().unwrap();
     for x in [&seq, &closed] {
@@ -187,34 +203,90 @@ fn claim_4_the_loss_falls(t: &Trained) {
 }
 
 fn claim_5_ddim_is_deterministic_ddpm_is_not(t: &Trained) {
-    let x_t = TorchGenerator::manual_seed(7).randn([8, 1, 28, 28]).unwrap();
+    let x_t = TorchGenerator::manual_seed(7)
+        .randn([8, 1, 28, 28])
+        .unwrap();
     let mut ddim = DDIMScheduler::new(&ddpm_config()).unwrap();
-    let a = sample(&t.model, &mut ddim, 20, &x_t, &mut TorchGenerator::manual_seed(8), |_, _, _| {}).unwrap();
-    let b = sample(&t.model, &mut ddim, 20, &x_t, &mut TorchGenerator::manual_seed(9), |_, _, _| {}).unwrap();
+    let a = sample(
+        &t.model,
+        &mut ddim,
+        20,
+        &x_t,
+        &mut TorchGenerator::manual_seed(8),
+        |_, _, _| {},
+    )
+    .unwrap();
+    let b = sample(
+        &t.model,
+        &mut ddim,
+        20,
+        &x_t,
+        &mut TorchGenerator::manual_seed(9),
+        |_, _, _| {},
+    )
+    .unwrap();
     assert_eq!(a.to_vec().unwrap(), b.to_vec().unwrap()); // eta = 0: no noise drawn
     let mut ddpm = DDPMScheduler::new(&ddpm_config()).unwrap();
-    let c = sample(&t.model, &mut ddpm, 20, &x_t, &mut TorchGenerator::manual_seed(8), |_, _, _| {}).unwrap();
-    let d = sample(&t.model, &mut ddpm, 20, &x_t, &mut TorchGenerator::manual_seed(9), |_, _, _| {}).unwrap();
+    let c = sample(
+        &t.model,
+        &mut ddpm,
+        20,
+        &x_t,
+        &mut TorchGenerator::manual_seed(8),
+        |_, _, _| {},
+    )
+    .unwrap();
+    let d = sample(
+        &t.model,
+        &mut ddpm,
+        20,
+        &x_t,
+        &mut TorchGenerator::manual_seed(9),
+        |_, _, _| {},
+    )
+    .unwrap();
     assert!(max_abs_diff(&c, &d) > 0.5); // fresh noise at every step: other images
-    let c2 = sample(&t.model, &mut ddpm, 20, &x_t, &mut TorchGenerator::manual_seed(8), |_, _, _| {}).unwrap();
+    let c2 = sample(
+        &t.model,
+        &mut ddpm,
+        20,
+        &x_t,
+        &mut TorchGenerator::manual_seed(8),
+        |_, _, _| {},
+    )
+    .unwrap();
     assert_eq!(c.to_vec().unwrap(), c2.to_vec().unwrap()); // but seeded, so repeatable
-    // The timesteps the schedulers walk: 20 of 1000, "leading" spacing.
+                                                           // The timesteps the schedulers walk: 20 of 1000, "leading" spacing.
     assert_eq!(ddim.timesteps()[..3], [950.0, 900.0, 850.0]);
     assert_eq!(*ddpm.timesteps().last().unwrap(), 0.0);
 }
 
 fn claim_6_samples_look_more_like_data_than_noise(t: &Trained) {
-    let (dm, dv) = mean_var(&images_pm1(&data().test, &(0..1000).collect::<Vec<_>>()).unwrap()).unwrap();
-    let x_t = TorchGenerator::manual_seed(7).randn([32, 1, 28, 28]).unwrap();
+    let (dm, dv) =
+        mean_var(&images_pm1(&data().test, &(0..1000).collect::<Vec<_>>()).unwrap()).unwrap();
+    let x_t = TorchGenerator::manual_seed(7)
+        .randn([32, 1, 28, 28])
+        .unwrap();
     let (nm, nv) = mean_var(&x_t).unwrap();
     let mut ddpm = DDPMScheduler::new(&ddpm_config()).unwrap();
-    let s = sample(&t.model, &mut ddpm, 50, &x_t, &mut TorchGenerator::manual_seed(8), |_, _, _| {}).unwrap();
+    let s = sample(
+        &t.model,
+        &mut ddpm,
+        50,
+        &x_t,
+        &mut TorchGenerator::manual_seed(8),
+        |_, _, _| {},
+    )
+    .unwrap();
     let v = s.to_vec().unwrap();
     assert!(v.iter().all(|p| (-1.0..=1.0).contains(p))); // clip_sample keeps x0 in range
     let (sm, sv) = mean_var(&s).unwrap();
     eprintln!("DDPM-50 samples mean {sm:.4} std {:.4}", sv.sqrt());
     let (ds, ns, ss) = (dv.sqrt(), nv.sqrt(), sv.sqrt());
     // data -0.419 / 0.709, noise 0.00 / 1.00
-    assert!((sm - dm).abs() < (nm - dm).abs() / 2.0, "mean {sm} vs data {dm}");
+    assert!(
+        (sm - dm).abs() < (nm - dm).abs() / 2.0,
+        "mean {sm} vs data {dm}"
+    );
     assert!((ss - ds).abs() < (ns - ds).abs(), "std {ss} vs data {ds}");
 }

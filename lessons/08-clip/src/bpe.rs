@@ -133,7 +133,11 @@ impl BpeEncoder {
         loop {
             let best = symbols
                 .windows(2)
-                .filter_map(|p| self.ranks.get(&(p[0].clone(), p[1].clone())).map(|&r| (r, p)))
+                .filter_map(|p| {
+                    self.ranks
+                        .get(&(p[0].clone(), p[1].clone()))
+                        .map(|&r| (r, p))
+                })
                 .min_by_key(|(r, _)| *r)
                 .map(|(_, p)| (p[0].clone(), p[1].clone()));
             match best {
@@ -148,7 +152,8 @@ impl BpeEncoder {
 /// `!`..`~`, `¡`..`¬` and `®`..`ÿ` stand for themselves; the 68 others (controls,
 /// space, DEL, NBSP, soft hyphen...) get `U+0100`, `U+0101`, ... in byte order.
 pub fn bytes_to_unicode() -> Vec<char> {
-    let keep = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let keep =
+        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
     let mut next = 256u32;
     (0..256u32)
         .map(|b| {

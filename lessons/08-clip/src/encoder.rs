@@ -31,7 +31,12 @@ pub fn load_tiny() -> Result<ClipTextModel> {
 
 /// The encoder run step by step with a chosen additive `mask` (L, L): embeddings,
 /// every layer, final layer norm. With `causal_mask(L)` this is `model.forward`.
-pub fn forward_with_mask(model: &ClipTextModel, ids: &[u32], batch: usize, mask: &Tensor) -> Result<Tensor> {
+pub fn forward_with_mask(
+    model: &ClipTextModel,
+    ids: &[u32],
+    batch: usize,
+    mask: &Tensor,
+) -> Result<Tensor> {
     let len = ids.len() / batch.max(1);
     no_grad(|| -> Result<Tensor> {
         let mut h = model.embeddings.forward(ids, batch, len)?;
@@ -52,14 +57,15 @@ pub fn no_mask(len: usize) -> Result<Tensor> {
 /// and the attention output `(L, D)` after `out_proj`.
 pub fn layer0_attention_by_hand(model: &ClipTextModel, ids: &[u32]) -> Result<(Vec<f32>, Tensor)> {
     let len = ids.len();
-    let layer = model
-        .layers
-        .first()
-        .ok_or_else(|| diffusion::DiffusionError::invalid("layer0_attention_by_hand", "no layers"))?;
+    let layer = model.layers.first().ok_or_else(|| {
+        diffusion::DiffusionError::invalid("layer0_attention_by_hand", "no layers")
+    })?;
     let attn = &layer.self_attn;
     let (heads, dh) = (attn.heads, attn.head_dim);
     no_grad(|| -> Result<(Vec<f32>, Tensor)> {
-        let x = layer.layer_norm1.forward(&model.embeddings.forward(ids, 1, len)?)?;
+        let x = layer
+            .layer_norm1
+            .forward(&model.embeddings.forward(ids, 1, len)?)?;
         let q = attn.to_q.forward(&x)?.value().to_vec()?; // (L, H Dh)
         let k = attn.to_k.forward(&x)?.value().to_vec()?;
         let v = attn.to_v.forward(&x)?.value().to_vec()?;
@@ -74,7 +80,10 @@ pub fn layer0_attention_by_hand(model: &ClipTextModel, ids: &[u32]) -> Result<(V
                     *p = if j > i {
                         f32::NEG_INFINITY // the causal mask: no looking ahead
                     } else {
-                        (0..dh).map(|c| q[i * d + h * dh + c] * k[j * d + h * dh + c]).sum::<f32>() * scale
+                        (0..dh)
+                            .map(|c| q[i * d + h * dh + c] * k[j * d + h * dh + c])
+                            .sum::<f32>()
+                            * scale
                     };
                 }
                 let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -94,14 +103,19 @@ pub fn layer0_attention_by_hand(model: &ClipTextModel, ids: &[u32]) -> Result<(V
 
 /// Layer 0's attention output as the library computes it (flash attention, causal mask).
 pub fn layer0_attention_library(model: &ClipTextModel, ids: &[u32]) -> Result<Tensor> {
-    let layer = model
-        .layers
-        .first()
-        .ok_or_else(|| diffusion::DiffusionError::invalid("layer0_attention_library", "no layers"))?;
+    let layer = model.layers.first().ok_or_else(|| {
+        diffusion::DiffusionError::invalid("layer0_attention_library", "no layers")
+    })?;
     no_grad(|| -> Result<Tensor> {
-        let x = layer.layer_norm1.forward(&model.embeddings.forward(ids, 1, ids.len())?)?;
+        let x = layer
+            .layer_norm1
+            .forward(&model.embeddings.forward(ids, 1, ids.len())?)?;
         let mask = causal_mask(ids.len())?;
-        Ok(layer.self_attn.forward_with(&x, None, Some(&mask))?.value().clone())
+        Ok(layer
+            .self_attn
+            .forward_with(&x, None, Some(&mask))?
+            .value()
+            .clone())
     })
 }
 
@@ -112,5 +126,8 @@ pub fn quick_gelu(x: f32) -> f32 {
 
 /// Largest |a - b| over two equal-length slices.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }

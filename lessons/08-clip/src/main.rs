@@ -41,9 +41,15 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("BPE on {TOY_CORPUS:?}:");
     let merges = train_bpe(&TOY_CORPUS, 10);
     for (r, m) in merges.iter().enumerate() {
-        println!("  merge {r}: {:>6} + {:<8} ({} times)", m.left, m.right, m.count);
+        println!(
+            "  merge {r}: {:>6} + {:<8} ({} times)",
+            m.left, m.right, m.count
+        );
     }
-    let pairs: Vec<(String, String)> = merges.iter().map(|m| (m.left.clone(), m.right.clone())).collect();
+    let pairs: Vec<(String, String)> = merges
+        .iter()
+        .map(|m| (m.left.clone(), m.right.clone()))
+        .collect();
     let enc = BpeEncoder::new(&pairs);
     for w in ["lowest", "newer", "wider", "low"] {
         println!("  {w:8} -> {:?}", enc.encode_word(w));
@@ -86,13 +92,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let c = &model.config;
     println!(
         "tiny text encoder: D = {}, {} layers, {} heads, MLP {}, act {:?}, vocab {}, positions {}",
-        c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size, c.hidden_act,
-        c.vocab_size, c.max_position_embeddings
+        c.hidden_size,
+        c.num_hidden_layers,
+        c.num_attention_heads,
+        c.intermediate_size,
+        c.hidden_act,
+        c.vocab_size,
+        c.max_position_embeddings
     );
     let cat = lib.encode_padded("a photo of a cat", 77)?.ids;
     let dog = lib.encode_padded("a photo of a dog", 77)?.ids;
     let both: Vec<u32> = cat.iter().chain(&dog).copied().collect();
-    let h = autodiff::no_grad(|| model.forward(&both, 2))?.value().clone();
+    let h = autodiff::no_grad(|| model.forward(&both, 2))?
+        .value()
+        .clone();
     println!("last_hidden_state {:?}", h.dims());
     let per_pos = |h: &Tensor| -> Result<Vec<f32>, Box<dyn std::error::Error>> {
         let v = h.to_vec()?;
@@ -103,7 +116,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             .collect())
     };
     let diffs = per_pos(&h)?;
-    println!("causal: max |cat - dog| per position 0..8: {:?}", &diffs[..8]);
+    println!(
+        "causal: max |cat - dog| per position 0..8: {:?}",
+        &diffs[..8]
+    );
     let open = forward_with_mask(&model, &both, 2, &no_mask(77)?)?;
     let od = per_pos(&open)?;
     println!("no mask: max |cat - dog| per position 0..8: {:?}", &od[..8]);
@@ -170,7 +186,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    tensor::io::image::save_image_unit(format!("{out}/08-attention.png"), &Tensor::from_vec(img, [1, 8 * s, width])?)?;
+    tensor::io::image::save_image_unit(
+        format!("{out}/08-attention.png"),
+        &Tensor::from_vec(img, [1, 8 * s, width])?,
+    )?;
     println!("wrote {out}/08-attention.png");
     Ok(())
 }
