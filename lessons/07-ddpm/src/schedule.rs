@@ -81,3 +81,21 @@ pub fn mean_var(x: &Tensor) -> Result<(f64, f64)> {
     let var = v.iter().map(|&a| (f64::from(a) - m).powi(2)).sum::<f64>() / n;
     Ok((m, var))
 }
+
+/// How well `n` noisy copies of one image, `x: (n, 1, H, W)`, fit `N(sqrt(ac) x0,
+/// (1 - ac) I)`: the worst pixel's |sample mean - sqrt(ac) x0| and the sample
+/// variance averaged over pixels (to compare with `1 - ac`). `x0: (1, 1, H, W)`.
+pub fn fit_to_closed_form(x: &Tensor, x0: &Tensor, ac: f64) -> Result<(f64, f64)> {
+    let (v, x0) = (x.to_vec()?, x0.to_vec()?);
+    let per = x0.len().max(1);
+    let n = (v.len() / per).max(1) as f64;
+    let (mut worst_mean, mut var_sum) = (0.0f64, 0.0f64);
+    for (p, &x0p) in x0.iter().enumerate() {
+        let col: Vec<f64> = v.chunks(per).map(|c| f64::from(c[p])).collect();
+        let m = col.iter().sum::<f64>() / n;
+        let var = col.iter().map(|a| (a - m).powi(2)).sum::<f64>() / n;
+        worst_mean = worst_mean.max((m - ac.sqrt() * f64::from(x0p)).abs());
+        var_sum += var;
+    }
+    Ok((worst_mean, var_sum / per as f64))
+}

@@ -12,7 +12,8 @@ use diffusion::schedulers::{
     BetaSchedule, DDIMScheduler, DDPMScheduler, Scheduler, SchedulerConfig,
 };
 use lesson_07_ddpm::schedule::{
-    alphas_cumprod, linear_betas, mean_var, noise_step_by_step, q_sample, scaled_linear_betas, snr,
+    alphas_cumprod, fit_to_closed_form, linear_betas, mean_var, noise_step_by_step, q_sample,
+    scaled_linear_betas, snr,
 };
 use lesson_07_ddpm::train::{ddpm_config, eval_loss, images_pm1, sample, train, TrainConfig};
 use lesson_07_ddpm::{build, Denoiser, DenoiserConfig};
@@ -169,23 +170,14 @@ fn claim_3_closed_form_equals_step_by_step_noising() {
         .randn([n, 1, 28, 28])
         .unwrap();
     let closed = q_sample(&one, &eps, &vec![ac; n]).unwrap();
-    let x0 = img.to_vec().unwrap();
     for x in [&seq, &closed] {
-        let v = x.to_vec().unwrap();
-        let (mut worst_mean, mut var_sum) = (0.0f64, 0.0f64);
-        for p in 0..784 {
-            let col: Vec<f64> = v.chunks(784).map(|c| f64::from(c[p])).collect();
-            let m = col.iter().sum::<f64>() / n as f64;
-            let var = col.iter().map(|a| (a - m).powi(2)).sum::<f64>() / n as f64;
-            worst_mean = worst_mean.max((m - ac.sqrt() * f64::from(x0[p])).abs());
-            var_sum += var;
-        }
-        let var = var_sum / 784.0;
+        let (worst_mean, var) = fit_to_closed_form(x, &img, ac).unwrap();
         // Per pixel, the mean is sqrt(ac) x0 (standard error 0.017 from 2000 draws: the
         // worst of 784 pixels stays under 5 of them), and the variance is 1 - ac =
-        // 0.6036 (averaged over pixels, standard error ~7e-4).
+        // 0.6036 (averaged over pixels, standard error ~7e-4, bound ~4 of them).
+        // Measured: steps 0.0553 / 0.6035, closed form 0.0570 / 0.6029.
         assert!(worst_mean < 0.085, "worst mean error {worst_mean}");
-        assert!((var - (1.0 - ac)).abs() < 0.005, "variance {var}");
+        assert!((var - (1.0 - ac)).abs() < 0.003, "variance {var}");
     }
 }
 
