@@ -12,7 +12,6 @@ for the callback case. Every case's arguments are in the metadata (`cases`, JSON
 
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 import tempfile
@@ -37,7 +36,6 @@ from transformers import CLIPTextModel, CLIPTokenizer
 ROOT = Path(__file__).resolve().parent.parent.parent
 FIXTURES = ROOT / "fixtures"
 TINY = FIXTURES / "tiny-sd"
-BPE = ROOT / "diffusion" / "assets" / "bpe_simple_vocab_16e6.txt.gz"
 
 # SD 1.5's scheduler config (runwayml/stable-diffusion-v1-5, scheduler_config.json).
 SD15_SCHEDULER = dict(
@@ -63,32 +61,19 @@ SCHEDULERS = {
 }
 
 
-def bytes_to_unicode() -> dict[int, str]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
-
-
 def make_tokenizer() -> CLIPTokenizer:
     """SD 1.x's tokenizer, from vocab.json + merges.txt built from the BPE file (as
-    openai/clip-vit-large-patch14 has them). Not saved: the tiny folder has no
-    `tokenizer/`, so the Rust side uses the identical embedded vocabulary."""
-    lines = gzip.open(BPE, "rt", encoding="utf-8").read().split("\n")
-    merges = lines[1 : 49152 - 256 - 2 + 1]
-    vocab = list(bytes_to_unicode().values())
-    vocab = vocab + [v + "</w>" for v in vocab]
-    vocab += ["".join(m.split()) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    openai/clip-vit-large-patch14 has them, by the clip group's `write_vocab`). Not
+    saved: the tiny folder has no `tokenizer/`, so the Rust side uses the identical
+    embedded vocabulary."""
+    from sd_fixtures.clip import write_vocab
+
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "vocab.json").write_text(json.dumps({v: i for i, v in enumerate(vocab)}, ensure_ascii=False))
-        (Path(tmp) / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-        tok = CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), pad_token="<|endoftext|>", model_max_length=77)
+        write_vocab(Path(tmp))
+        tok = CLIPTokenizer(
+            str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"),
+            pad_token="<|endoftext|>", model_max_length=77,
+        )
     assert tok("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
     return tok
 

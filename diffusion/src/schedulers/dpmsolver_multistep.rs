@@ -346,14 +346,6 @@ impl Scheduler for DPMSolverMultistepScheduler {
         &self.timesteps_f64
     }
 
-    fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
-    fn scale_model_input(&self, sample: &Tensor, _step_index: usize) -> Result<Tensor> {
-        Ok(sample.clone())
-    }
-
     fn step(
         &mut self,
         model_output: &Tensor,
@@ -405,10 +397,6 @@ impl Scheduler for DPMSolverMultistepScheduler {
     fn add_noise(&self, original: &Tensor, noise: &Tensor, step_index: usize) -> Result<Tensor> {
         let (alpha_t, sigma_t) = alpha_sigma(at(&self.sigmas, step_index, "sigmas")?);
         zip2(original, noise, |x, n| alpha_t * x + sigma_t * n)
-    }
-
-    fn order(&self) -> usize {
-        1
     }
 
     fn config(&self) -> &SchedulerConfig {

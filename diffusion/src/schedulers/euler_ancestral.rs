@@ -143,10 +143,6 @@ impl Scheduler for EulerAncestralDiscreteScheduler {
         zip2(original, noise, |x, n| x + n * sigma)
     }
 
-    fn order(&self) -> usize {
-        1
-    }
-
     fn config(&self) -> &SchedulerConfig {
         &self.config
     }

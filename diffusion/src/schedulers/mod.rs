@@ -100,10 +100,16 @@ pub trait Scheduler: Send {
     fn timesteps(&self) -> &[f64];
     /// The std of the initial latents (1 for DDPM/DDIM/PNDM/DPM++, sigma_max for the
     /// k-diffusion schedulers with linspace/trailing spacing, else sqrt(sigma_max^2+1)).
-    fn init_noise_sigma(&self) -> f64;
+    /// The default is the variance-preserving samplers' 1.
+    fn init_noise_sigma(&self) -> f64 {
+        1.0
+    }
     /// The UNet input at step `step_index`: `sample / sqrt(sigma^2 + 1)` for
-    /// LMS/Euler/Euler a, unchanged for the others. (B, C, H, W) -> (B, C, H, W).
-    fn scale_model_input(&self, sample: &Tensor, step_index: usize) -> Result<Tensor>;
+    /// LMS/Euler/Euler a, unchanged for the others (the default). (B, C, H, W) -> (B, C, H, W).
+    fn scale_model_input(&self, sample: &Tensor, step_index: usize) -> Result<Tensor> {
+        let _ = step_index;
+        Ok(sample.clone())
+    }
     /// One denoising step from `timesteps()[step_index]` to the next.
     /// model_output, sample: (B, C, H, W). DDPM (t > 0), Euler a and SDE-DPM++ draw
     /// noise of the sample's shape from `generator` (as `torch.randn(shape, generator=g)`).
@@ -117,7 +123,9 @@ pub trait Scheduler: Send {
     /// Noise `original` to the level of `timesteps()[step_index]` (img2img).
     fn add_noise(&self, original: &Tensor, noise: &Tensor, step_index: usize) -> Result<Tensor>;
     /// diffusers' `scheduler.order` (1 for all seven).
-    fn order(&self) -> usize;
+    fn order(&self) -> usize {
+        1
+    }
     /// The config in use, with the class defaults filled in and `_class_name` set.
     fn config(&self) -> &SchedulerConfig;
     /// The diffusers class name (`"EulerDiscreteScheduler"`).

@@ -270,14 +270,6 @@ impl Scheduler for PNDMScheduler {
         &self.timesteps_f64
     }
 
-    fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
-    fn scale_model_input(&self, sample: &Tensor, _step_index: usize) -> Result<Tensor> {
-        Ok(sample.clone())
-    }
-
     fn step(
         &mut self,
         model_output: &Tensor,
@@ -300,10 +292,6 @@ impl Scheduler for PNDMScheduler {
     fn add_noise(&self, original: &Tensor, noise: &Tensor, step_index: usize) -> Result<Tensor> {
         let t = at(&self.timesteps, step_index, "timesteps")?;
         add_noise_alpha_prod(original, noise, self.schedule.alpha_prod(t)?)
-    }
-
-    fn order(&self) -> usize {
-        1
     }
 
     fn config(&self) -> &SchedulerConfig {
