@@ -17,6 +17,7 @@ pub mod error;
 pub mod models;
 pub mod pipelines;
 pub mod schedulers;
+pub mod train;
 
 pub use error::{DiffusionError, Result};
 pub use nn::Tensor;
