@@ -14,6 +14,7 @@
 pub mod clip;
 pub mod config;
 pub mod error;
+pub mod eval;
 pub mod models;
 pub mod pipelines;
 pub mod schedulers;

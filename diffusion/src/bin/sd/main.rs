@@ -9,6 +9,7 @@
 //! Every option is described by `sd generate --help`. Errors are printed as one
 //! sentence naming the file, option or size at fault, and the process exits with 1.
 
+mod eval;
 mod generate;
 mod train;
 
@@ -35,6 +36,10 @@ enum Command {
     /// Train the text encoder and UNet on the VAE's latents (stage 2) and write the
     /// rest of the model folder.
     TrainUnet(Box<train::TrainUnetArgs>),
+    /// Train the evaluation classifier (lesson 05's CNN) on Fashion-MNIST.
+    TrainClassifier(eval::TrainClassifierArgs),
+    /// Evaluate a Fashion-MNIST model: per-class accuracy, diversity, Frechet distance.
+    Eval(Box<eval::EvalArgs>),
 }
 
 fn main() {
@@ -43,6 +48,8 @@ fn main() {
         Command::Generate(args) => generate::run(*args),
         Command::TrainVae(args) => train::train_vae_cmd(*args),
         Command::TrainUnet(args) => train::train_unet_cmd(*args),
+        Command::TrainClassifier(args) => eval::train_classifier_cmd(args),
+        Command::Eval(args) => eval::eval_cmd(*args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
