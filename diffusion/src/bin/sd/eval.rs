@@ -116,6 +116,11 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
         })
         .collect();
     std::fs::create_dir_all(&args.out_dir).map_err(|e| DiffusionError::io(&args.out_dir, e))?;
+    let refs = reference_distances(&sd, &clf, &data, n_real, &real_f, &args.out_dir)?;
+    println!(
+        "reference: real vs real {:.2}, VAE reconstructions vs real {:.2}",
+        refs.0, refs.1
+    );
     let mut scales = vec![args.guidance];
     scales.extend(args.sweep.iter().copied().filter(|g| *g != args.guidance));
     let n = args.samples_per_class;
@@ -160,12 +165,58 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
         println!("{}", summary(&row));
         rows.push(row);
     }
-    let report = render(&args, &rows, &real_div, n_real);
+    let mut report = render(&args, &rows, &real_div, n_real);
+    let _ = writeln!(
+        report,
+        "\nReferences: Frechet distance of {n} other real test images to the same real set {:.2}; \
+         of their VAE reconstructions {:.2} (what the autoencoder alone costs).",
+        refs.0,
+        refs.1,
+        n = refs.2
+    );
     println!("{report}");
     let path = args.out_dir.join("eval.md");
     tensor::io::write_atomic(&path, report.as_bytes())?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// Frechet distances to `real_f` of other real test images (the floor) and of their
+/// VAE reconstructions (the autoencoder's cost); writes a grid of 16 originals above
+/// their reconstructions. Returns `(real, reconstructed, images used)`.
+fn reference_distances(
+    sd: &StableDiffusion,
+    clf: &FashionClassifier,
+    data: &FashionMnist,
+    n_real: usize,
+    real_f: &[f32],
+    out_dir: &std::path::Path,
+) -> Result<(f64, f64, usize)> {
+    let m = n_real.min(data.test.len() - n_real);
+    let other = padded(&data.test)?.narrow(0, n_real, m)?;
+    let (other_f, _) = features_of(clf, &other)?;
+    let mut recon = Vec::new();
+    let mut start = 0;
+    while start < m {
+        let len = 250.min(m - start);
+        let x = autodiff::Var::constant(other.narrow(0, start, len)?.affine(2.0, -1.0)?);
+        let y = autodiff::no_grad(|| sd.vae.decode(&sd.vae.encode(&x)?.mode()))?;
+        recon.push(y.value().affine(0.5, 0.5)?.clamp(0.0, 1.0)?);
+        start += len;
+    }
+    let recon = Tensor::cat(&recon, 0)?;
+    let (recon_f, _) = features_of(clf, &recon)?;
+    let k = 16.min(m);
+    let pair = Tensor::cat(&[other.narrow(0, 0, k)?, recon.narrow(0, 0, k)?], 0)?;
+    save_image_unit(
+        out_dir.join("vae-reconstructions.png"),
+        &image_grid(&pair, 2, k)?,
+    )?;
+    Ok((
+        frechet_distance_of(&other_f, real_f, FEATURES)?,
+        frechet_distance_of(&recon_f, real_f, FEATURES)?,
+        m,
+    ))
 }
 
 fn mean(v: &[f64]) -> f64 {
