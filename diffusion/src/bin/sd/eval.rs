@@ -102,8 +102,19 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
     let data = FashionMnist::load()?;
     let n_real = args.real_images.min(data.test.len());
     let real = padded(&data.test)?.narrow(0, 0, n_real)?;
-    let (real_f, _) = features_of(&clf, &real)?;
+    let (real_f, real_pred) = features_of(&clf, &real)?;
     let labels = &data.test.labels()[..n_real];
+    let real_acc: Vec<f64> = (0..10)
+        .map(|c| {
+            let of_c: Vec<usize> = labels
+                .iter()
+                .zip(&real_pred)
+                .filter(|(&l, _)| usize::from(l) == c)
+                .map(|(_, &p)| p)
+                .collect();
+            of_c.iter().filter(|&&p| p == c).count() as f64 / of_c.len().max(1) as f64
+        })
+        .collect();
     let real_div: Vec<f64> = (0..10)
         .map(|c| {
             let rows: Vec<f32> = real_f
@@ -165,7 +176,7 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
         println!("{}", summary(&row));
         rows.push(row);
     }
-    let mut report = render(&args, &rows, &real_div, n_real);
+    let mut report = render(&args, &rows, &real_div, &real_acc, n_real);
     let _ = writeln!(
         report,
         "\nReferences: Frechet distance of {n} other real test images to the same real set {:.2}; \
@@ -235,7 +246,13 @@ fn summary(r: &Row) -> String {
     )
 }
 
-fn render(args: &EvalArgs, rows: &[Row], real_div: &[f64], n_real: usize) -> String {
+fn render(
+    args: &EvalArgs,
+    rows: &[Row],
+    real_div: &[f64],
+    real_acc: &[f64],
+    n_real: usize,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -245,20 +262,20 @@ fn render(args: &EvalArgs, rows: &[Row], real_div: &[f64], n_real: usize) -> Str
         args.steps,
         args.seed
     );
-    let _ = writeln!(s, "Per-class accuracy of the classifier on generated images (diversity: mean pairwise feature distance; real test images: {}):\n", real_div.iter().map(|d| format!("{d:.2}")).collect::<Vec<_>>().join(", "));
+    let _ = writeln!(s, "Per-class accuracy of the classifier on generated images (g: guidance; div: diversity, the mean pairwise feature distance within the class; `real`: the same on the {n_real} real test images, i.e. the classifier's own accuracy and the data's diversity):\n");
     let mut head = "| class | prompt |".to_string();
     let mut sep = "|---|---|".to_string();
     for r in rows {
         let _ = write!(head, " acc g={} | div g={} |", r.guidance, r.guidance);
         sep += "---|---|";
     }
-    let _ = writeln!(s, "{head} div real |\n{sep}---|");
+    let _ = writeln!(s, "{head} div real | acc real |\n{sep}---|---|");
     for (c, name) in CLASS_NAMES.iter().enumerate() {
         let mut line = format!("| {name} | {} |", eval_prompt(c).unwrap_or_default());
         for r in rows {
             let _ = write!(line, " {:.3} | {:.2} |", r.accuracy[c], r.diversity[c]);
         }
-        let _ = writeln!(s, "{line} {:.2} |", real_div[c]);
+        let _ = writeln!(s, "{line} {:.2} | {:.3} |", real_div[c], real_acc[c]);
     }
     let _ = writeln!(s, "\n| guidance | mean accuracy | min accuracy | mean diversity | Frechet distance (vs {n_real} real) | seconds |\n|---|---|---|---|---|---|");
     for r in rows {
