@@ -14,9 +14,11 @@
 pub mod clip;
 pub mod config;
 pub mod error;
+pub mod eval;
 pub mod models;
 pub mod pipelines;
 pub mod schedulers;
+pub mod train;
 
 pub use error::{DiffusionError, Result};
 pub use nn::Tensor;

@@ -4,12 +4,15 @@
 //! sd "a sneaker"                               # the shipped Fashion-MNIST model, its defaults
 //! sd generate --prompt "a photo of a cat" --model ./stable-diffusion-v1-5 --steps 25 --seed 42
 //! sd generate --prompt "a dress" --init-image shirt.png --strength 0.7 --out dress.png
+//! sd train-vae --steps 1000 && sd train-unet --steps 3000
 //! ```
 //!
 //! Every option is described by `sd generate --help`. Errors are printed as one
 //! sentence naming the file, option or size at fault, and the process exits with 1.
 
+mod eval;
 mod generate;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +33,15 @@ enum Command {
     /// Generate images from a prompt (txt2img), an init image (img2img) or an
     /// image and a mask (inpainting).
     Generate(Box<generate::GenerateArgs>),
+    /// Train the Fashion-MNIST autoencoder (stage 1) and write `vae/`.
+    TrainVae(Box<train::TrainVaeArgs>),
+    /// Train the text encoder and UNet on the VAE's latents (stage 2) and write the
+    /// rest of the model folder.
+    TrainUnet(Box<train::TrainUnetArgs>),
+    /// Train the evaluation classifier (lesson 05's CNN) on Fashion-MNIST.
+    TrainClassifier(eval::TrainClassifierArgs),
+    /// Evaluate a Fashion-MNIST model: per-class accuracy, diversity, Frechet distance.
+    Eval(Box<eval::EvalArgs>),
 }
 
 fn main() {
@@ -48,6 +60,10 @@ fn main() {
     let cli = Cli::parse_from(args);
     let result = match cli.command {
         Command::Generate(args) => generate::run(*args),
+        Command::TrainVae(args) => train::train_vae_cmd(*args),
+        Command::TrainUnet(args) => train::train_unet_cmd(*args),
+        Command::TrainClassifier(args) => eval::train_classifier_cmd(args),
+        Command::Eval(args) => eval::eval_cmd(*args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
