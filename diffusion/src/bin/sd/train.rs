@@ -29,7 +29,7 @@ pub struct CommonArgs {
     #[arg(long, default_value = "diffusion/assets/fashion-sd")]
     model_dir: PathBuf,
     /// Where checkpoints (and the latent cache) go.
-    #[arg(long, default_value = "runs/fashion-sd")]
+    #[arg(long, default_value = "target/fashion-sd-run")]
     run_dir: PathBuf,
     /// Optimizer steps in total.
     #[arg(long)]
