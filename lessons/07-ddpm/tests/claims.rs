@@ -208,58 +208,30 @@ fn claim_5_ddim_is_deterministic_ddpm_is_not() {
         .randn([8, 1, 28, 28])
         .unwrap();
     let mut ddim = DDIMScheduler::new(&ddpm_config()).unwrap();
-    let a = sample(
-        &model,
-        &mut ddim,
-        20,
-        &x_t,
-        &mut TorchGenerator::manual_seed(8),
-        |_, _, _| {},
-    )
-    .unwrap();
-    let b = sample(
-        &model,
-        &mut ddim,
-        20,
-        &x_t,
-        &mut TorchGenerator::manual_seed(9),
-        |_, _, _| {},
-    )
-    .unwrap();
+    let a = sample_seeded(&model, &mut ddim, 20, &x_t, 8);
+    let b = sample_seeded(&model, &mut ddim, 20, &x_t, 9);
     assert_eq!(a.to_vec().unwrap(), b.to_vec().unwrap()); // eta = 0: no noise drawn
     let mut ddpm = DDPMScheduler::new(&ddpm_config()).unwrap();
-    let c = sample(
-        &model,
-        &mut ddpm,
-        20,
-        &x_t,
-        &mut TorchGenerator::manual_seed(8),
-        |_, _, _| {},
-    )
-    .unwrap();
-    let d = sample(
-        &model,
-        &mut ddpm,
-        20,
-        &x_t,
-        &mut TorchGenerator::manual_seed(9),
-        |_, _, _| {},
-    )
-    .unwrap();
+    let c = sample_seeded(&model, &mut ddpm, 20, &x_t, 8);
+    let d = sample_seeded(&model, &mut ddpm, 20, &x_t, 9);
     assert!(max_abs_diff(&c, &d) > 0.5); // fresh noise at every step: other images
-    let c2 = sample(
-        &model,
-        &mut ddpm,
-        20,
-        &x_t,
-        &mut TorchGenerator::manual_seed(8),
-        |_, _, _| {},
-    )
-    .unwrap();
+    let c2 = sample_seeded(&model, &mut ddpm, 20, &x_t, 8);
     assert_eq!(c.to_vec().unwrap(), c2.to_vec().unwrap()); // but seeded, so repeatable
                                                            // The timesteps the schedulers walk: 20 of 1000, "leading" spacing.
     assert_eq!(ddim.timesteps()[..3], [950.0, 900.0, 850.0]);
     assert_eq!(*ddpm.timesteps().last().unwrap(), 0.0);
+}
+
+/// `steps` of `scheduler` from `x_t`, its noise drawn from a generator seeded `seed`.
+fn sample_seeded(
+    model: &Denoiser,
+    scheduler: &mut dyn Scheduler,
+    steps: usize,
+    x_t: &Tensor,
+    seed: u64,
+) -> Tensor {
+    let mut gen = TorchGenerator::manual_seed(seed);
+    sample(model, scheduler, steps, x_t, &mut gen, |_, _, _| {}).unwrap()
 }
 
 #[test]
@@ -272,15 +244,7 @@ fn claim_6_samples_look_more_like_data_than_noise() {
         .unwrap();
     let (nm, nv) = mean_var(&x_t).unwrap();
     let mut ddpm = DDPMScheduler::new(&ddpm_config()).unwrap();
-    let s = sample(
-        &model,
-        &mut ddpm,
-        50,
-        &x_t,
-        &mut TorchGenerator::manual_seed(8),
-        |_, _, _| {},
-    )
-    .unwrap();
+    let s = sample_seeded(&model, &mut ddpm, 50, &x_t, 8);
     let v = s.to_vec().unwrap();
     assert!(v.iter().all(|p| (-1.0..=1.0).contains(p))); // clip_sample keeps x0 in range
     let (sm, sv) = mean_var(&s).unwrap();

@@ -154,17 +154,14 @@ impl Optimizer for AdamW {
 
     fn state(&self) -> Result<OptimState> {
         let c = self.config;
-        let mut out = OptimState::default();
-        for (k, v) in [
+        let mut out = OptimState::with_meta([
             ("kind", "adamw".to_string()),
             ("lr", c.lr.to_string()),
             ("beta1", c.beta1.to_string()),
             ("beta2", c.beta2.to_string()),
             ("eps", c.eps.to_string()),
             ("weight_decay", c.weight_decay.to_string()),
-        ] {
-            out.meta.insert(k.into(), v);
-        }
+        ]);
         for p in self.store.params() {
             if let Some(m) = self.state.get(&p.id()) {
                 let name = p.name();

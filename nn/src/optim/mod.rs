@@ -48,6 +48,19 @@ pub struct OptimState {
     pub meta: BTreeMap<String, String>,
 }
 
+impl OptimState {
+    /// A state holding just these settings (each optimizer's `kind`, `lr`, ...).
+    pub fn with_meta<const N: usize>(settings: [(&str, String); N]) -> OptimState {
+        OptimState {
+            tensors: Vec::new(),
+            meta: settings
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        }
+    }
+}
+
 /// What the training loop needs from an optimizer.
 pub trait Optimizer {
     /// Update every trainable parameter that has a gradient in `grads`.

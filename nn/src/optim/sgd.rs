@@ -131,17 +131,14 @@ impl Optimizer for Sgd {
 
     fn state(&self) -> Result<OptimState> {
         let c = self.config;
-        let mut state = OptimState::default();
-        for (k, v) in [
+        let mut state = OptimState::with_meta([
             ("kind", "sgd".to_string()),
             ("lr", c.lr.to_string()),
             ("momentum", c.momentum.to_string()),
             ("dampening", c.dampening.to_string()),
             ("weight_decay", c.weight_decay.to_string()),
             ("nesterov", c.nesterov.to_string()),
-        ] {
-            state.meta.insert(k.into(), v);
-        }
+        ]);
         for p in self.store.params() {
             if let Some(buf) = self.buffers.get(&p.id()) {
                 let t = Tensor::from_vec(buf.clone(), p.dims())?;
