@@ -327,6 +327,7 @@ GROUPS = {
     "models": _sd_group("models"),
     "schedulers": _sd_group("schedulers"),
     "pipelines": _sd_group("pipelines"),
+    "distill": _sd_group("distill"),
 }
 
 

@@ -13,6 +13,7 @@
 
 pub mod clip;
 pub mod config;
+pub mod distill;
 pub mod error;
 pub mod eval;
 pub mod models;

@@ -13,6 +13,7 @@
 
 pub mod classifier;
 pub mod fid;
+pub mod sampling;
 
 /// Mean Euclidean distance over all pairs of the rows (width `d`) of `x`: the
 /// diversity of a set of samples (0 when they are all the same).

@@ -7,7 +7,9 @@
 //! `emb: (B, 4 C0)`; `conv_in`; the down blocks halve the size at every level but the
 //! last and keep every intermediate output as a skip; the mid block; the up blocks
 //! concatenate the skips back in reverse order and double the size; GroupNorm, SiLU,
-//! `conv_out`.
+//! `conv_out`. A guidance-distilled UNet (`time_cond_proj_dim`, Meng et al.
+//! 2210.03142, as LCM's) also takes `timestep_cond: (B, time_cond_proj_dim)` (the
+//! guidance embedding), added to the sinusoids through `time_embedding.cond_proj`.
 //!
 //! The architecture comes from the model folder's `unet/config.json`
 //! ([`UNet2DConditionConfig`], diffusers' defaults for missing fields), so one type
@@ -135,7 +137,12 @@ impl UNet2DConditionModel {
             true,
         )?;
         let time_proj = Timesteps::new(c0, cfg.flip_sin_to_cos, cfg.freq_shift);
-        let time_embedding = TimestepEmbedding::new(vb.pp("time_embedding"), c0, temb)?;
+        let time_embedding = TimestepEmbedding::with_cond(
+            vb.pp("time_embedding"),
+            c0,
+            temb,
+            cfg.time_cond_proj_dim,
+        )?;
         let block_cfg =
             |cin: usize, cout: usize, i: usize, cross: bool, only: bool| DownBlockConfig {
                 in_channels: cin,
@@ -264,6 +271,18 @@ impl UNet2DConditionModel {
         timestep: impl Into<TimestepArg<'a>>,
         encoder_hidden_states: &Var,
     ) -> Result<Var> {
+        self.forward_with_cond(sample, timestep, encoder_hidden_states, None)
+    }
+
+    /// [`UNet2DConditionModel::forward`] with diffusers' `timestep_cond: (B,
+    /// time_cond_proj_dim)` (the guidance embedding of a guidance-distilled UNet).
+    pub fn forward_with_cond<'a>(
+        &self,
+        sample: &Var,
+        timestep: impl Into<TimestepArg<'a>>,
+        encoder_hidden_states: &Var,
+        timestep_cond: Option<&Var>,
+    ) -> Result<Var> {
         let cfg = &self.config;
         let [b, c, _, _] = *sample.dims() else {
             return Err(DiffusionError::invalid(
@@ -305,7 +324,18 @@ impl UNet2DConditionModel {
         } else {
             sample.clone()
         };
-        let emb = self.time_embedding.forward(&self.time_proj.forward(&ts)?)?;
+        if let Some(c) = timestep_cond {
+            let want = [b, cfg.time_cond_proj_dim.unwrap_or(0)];
+            if c.dims() != want {
+                return Err(DiffusionError::invalid(
+                    "UNet2DConditionModel",
+                    format!("timestep_cond must be {want:?}, got {:?}", c.dims()),
+                ));
+            }
+        }
+        let emb = self
+            .time_embedding
+            .forward_cond(&self.time_proj.forward(&ts)?, timestep_cond)?;
         let ctx = Some(encoder_hidden_states);
 
         let mut h = self.conv_in.forward(&sample)?;

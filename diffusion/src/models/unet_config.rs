@@ -196,11 +196,11 @@ impl UNet2DConditionConfig {
                 return bad(format!("{field} = {v:?} is not supported (only null)"));
             }
         }
-        if self.num_class_embeds.is_some()
-            || self.time_cond_proj_dim.is_some()
-            || self.encoder_hid_dim.is_some()
-        {
-            return bad("num_class_embeds / time_cond_proj_dim / encoder_hid_dim are not supported (only null)".into());
+        if self.num_class_embeds.is_some() || self.encoder_hid_dim.is_some() {
+            return bad("num_class_embeds / encoder_hid_dim are not supported (only null)".into());
+        }
+        if self.time_cond_proj_dim == Some(0) {
+            return bad("time_cond_proj_dim must be positive (or null)".into());
         }
         if self.num_attention_heads.is_some() {
             return bad("num_attention_heads must be null (diffusers refuses it too; heads come from attention_head_dim)".into());

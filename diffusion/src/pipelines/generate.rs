@@ -17,6 +17,10 @@
 //! images = vae.decode(latents / scaling_factor)  (B n, 3, H, W) in about [-1, 1]
 //! ```
 //!
+//! A guidance-distilled UNet (`time_cond_proj_dim` in its config; Meng et al.
+//! 2210.03142, diffusers' `LatentConsistencyModelPipeline`) gets no CFG batch: one
+//! conditional evaluation per step with `timestep_cond = get_guidance_scale_embedding(g - 1)`.
+//!
 //! The initial noise is multiplied by `init_noise_sigma` (1 for DDPM/DDIM/PNDM, about
 //! 14.6 for the sigma-based samplers): their loop starts from `x_T = sigma_max * eps`,
 //! so the noise must have that variance, not 1. One [`TorchGenerator`] seeded with
@@ -28,6 +32,7 @@ use tensor::random::TorchGenerator;
 use tensor::Tensor;
 
 use crate::error::{DiffusionError, Result};
+use crate::models::embeddings::get_guidance_scale_embedding;
 use crate::pipelines::image::{binarize_mask, match_channels};
 use crate::pipelines::model::StableDiffusion;
 use crate::pipelines::prompt::PromptEmbeds;
@@ -126,7 +131,8 @@ impl StableDiffusion {
         scheduler: &mut dyn Scheduler,
         mut callback: Option<StepCallback>,
     ) -> Result<Generated> {
-        let guidance = params.guidance_scale > 1.0;
+        let w_dim = self.unet.config().time_cond_proj_dim;
+        let guidance = params.guidance_scale > 1.0 && w_dim.is_none();
         let embeds = match &params.prompt_embeds {
             Some(e) => e.clone(),
             None => self.encode_prompt(
@@ -144,6 +150,13 @@ impl StableDiffusion {
         }
         let batch = embeds.batch();
         let context = Var::constant(embeds.unet_context()?);
+        let w_embedding = match w_dim {
+            Some(d) => Some(Var::constant(get_guidance_scale_embedding(
+                &vec![params.guidance_scale - 1.0; batch],
+                d,
+            )?)),
+            None => None,
+        };
         let (height, width) = self.image_size(params)?;
         let factor = self.vae_scale_factor();
         let latent_channels = self.vae.config().latent_channels;
@@ -236,7 +249,7 @@ impl StableDiffusion {
             }
             let eps = autodiff::no_grad(|| {
                 self.unet
-                    .forward(&Var::constant(model_in), t, &context)
+                    .forward_with_cond(&Var::constant(model_in), t, &context, w_embedding.as_ref())
                     .map(|v| v.value().clone())
             })?;
             let eps = if guidance {

@@ -8,6 +8,12 @@
 //! store and freeze the others. The tokenizer comes from `tokenizer/`, or from the
 //! CLIP vocabulary embedded in this crate when the folder has none.
 //!
+//! A folder may borrow components from another: `"_base": "../fashion-sd"` in its
+//! `model_index.json` (a path relative to the folder; diffusers ignores `_` keys)
+//! makes every component folder it lacks (`text_encoder/`, `vae/`, `tokenizer/`, ...)
+//! come from the base folder. The distilled students (`diffusion/assets/fashion-sd-*`)
+//! ship only `unet/` and `scheduler/` this way.
+//!
 //! Loading checks every shape against the config and names any missing, misshapen
 //! or unexpected key; weights stored as f16/bf16 are widened to f32.
 
@@ -17,7 +23,7 @@ use nn::ParamStore;
 
 use crate::clip::{ClipTextModel, ClipTokenizer};
 use crate::config::read_config;
-use crate::error::Result;
+use crate::error::{DiffusionError, Result};
 use crate::models::{
     AutoencoderKL, AutoencoderKLConfig, UNet2DConditionConfig, UNet2DConditionModel,
 };
@@ -44,25 +50,28 @@ impl StableDiffusion {
     pub fn load(dir: impl AsRef<Path>) -> Result<StableDiffusion> {
         let dir = dir.as_ref();
         check_model_folder(dir)?;
-        let tokenizer = load_tokenizer(&dir.join("tokenizer"))?;
+        let base = base_folder(dir)?;
+        let part = |name: &str| match &base {
+            Some(b) if !dir.join(name).exists() => b.join(name),
+            _ => dir.join(name),
+        };
+        let tokenizer = load_tokenizer(&part("tokenizer"))?;
 
         let text_encoder_params = ParamStore::new();
-        let text_encoder = ClipTextModel::from_dir(dir.join("text_encoder"), &text_encoder_params)?;
+        let text_encoder = ClipTextModel::from_dir(part("text_encoder"), &text_encoder_params)?;
 
-        let unet_dir = dir.join("unet");
+        let unet_dir = part("unet");
         let unet_cfg: UNet2DConditionConfig = read_config(&config_file(&unet_dir, "config.json")?)?;
         let unet_params = ParamStore::new();
         let unet = UNet2DConditionModel::load(&unet_params, &weights_file(&unet_dir)?, &unet_cfg)?;
 
-        let vae_dir = dir.join("vae");
+        let vae_dir = part("vae");
         let vae_cfg: AutoencoderKLConfig = read_config(&config_file(&vae_dir, "config.json")?)?;
         let vae_params = ParamStore::new();
         let vae = AutoencoderKL::load(&vae_params, &weights_file(&vae_dir)?, &vae_cfg)?;
 
-        let scheduler_config = SchedulerConfig::from_file(&config_file(
-            &dir.join("scheduler"),
-            "scheduler_config.json",
-        )?)?;
+        let scheduler_config =
+            SchedulerConfig::from_file(&config_file(&part("scheduler"), "scheduler_config.json")?)?;
         for store in [&text_encoder_params, &unet_params, &vae_params] {
             store.eval();
         }
@@ -91,6 +100,33 @@ impl StableDiffusion {
         let (h, w) = self.unet.config().sample_size_hw().unwrap_or((64, 64));
         (h * f, w * f)
     }
+}
+
+/// The `_base` folder named by `dir/model_index.json` (resolved against `dir`),
+/// checked to exist; `None` without one.
+pub fn base_folder(dir: &Path) -> Result<Option<PathBuf>> {
+    let index = dir.join("model_index.json");
+    if !index.is_file() {
+        return Ok(None);
+    }
+    let value: serde_json::Value = read_config(&index)?;
+    let Some(base) = value.get("_base") else {
+        return Ok(None);
+    };
+    let Some(rel) = base.as_str() else {
+        return Err(DiffusionError::config(
+            &index,
+            "_base must be a path string (relative to the folder)",
+        ));
+    };
+    let path = dir.join(rel);
+    if !path.is_dir() {
+        return Err(DiffusionError::config(
+            &index,
+            format!("_base folder {} does not exist", path.display()),
+        ));
+    }
+    Ok(Some(path))
 }
 
 /// The folder's tokenizer files, or the embedded CLIP vocabulary when there are none.

@@ -22,6 +22,7 @@
 pub mod captions;
 pub mod data;
 pub mod folder;
+pub mod latents;
 pub mod unet;
 pub mod vae;
 

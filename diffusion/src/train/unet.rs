@@ -42,6 +42,7 @@ use crate::schedulers::SchedulerConfig;
 use crate::train::captions::caption;
 use crate::train::data::{epoch_batches, BatchPlan};
 use crate::train::folder::{save_params, with_class_name, write_json};
+use crate::train::latents::clean_latents;
 use crate::train::vae::to_nn;
 use crate::train::{run, warmup_cosine, RunOptions, TrainSummary};
 
@@ -164,25 +165,15 @@ pub fn noised_batch(
     let timesteps: Vec<usize> = (0..b)
         .map(|_| ((gen.uniform_f64() * n_t as f64) as usize).min(n_t - 1))
         .collect();
+    let z0 = clean_latents(set, indices, &e)?;
     let mut noisy = vec![0.0f32; b * per];
     let mut captions = WichmannHill::seed(seed);
     let mut ids = Vec::with_capacity(b * MAX_LENGTH);
     for (k, &i) in indices.iter().enumerate() {
-        let src = i * per;
-        let (m, s) = match (set.mean.get(src..src + per), set.std.get(src..src + per)) {
-            (Some(m), Some(s)) => (m, s),
-            _ => {
-                return Err(DiffusionError::invalid(
-                    "noised_batch",
-                    format!("latent index {i} outside 0..{}", set.len()),
-                ))
-            }
-        };
         let ac = schedule.alphas_cumprod[timesteps[k]];
         let (sa, sb) = (ac.sqrt(), (1.0 - ac).sqrt());
-        for j in 0..per {
-            let z0 = set.scaling * (m[j] + s[j] * e[k * per + j]);
-            noisy[k * per + j] = sa * z0 + sb * noise[k * per + j];
+        for j in k * per..(k + 1) * per {
+            noisy[j] = sa * z0[j] + sb * noise[j];
         }
         let text = caption(usize::from(set.labels[i]), &mut captions, p_empty)?;
         ids.extend(tokenizer.encode_padded(&text, MAX_LENGTH)?.ids);

@@ -8,16 +8,13 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use clap::Args;
-use diffusion::eval::classifier::{
-    argmax_rows, padded, train_classifier, FashionClassifier, FEATURES,
-};
+use diffusion::eval::classifier::{padded, train_classifier, FashionClassifier, FEATURES};
 use diffusion::eval::fid::frechet_distance_of;
 use diffusion::eval::mean_pairwise_distance;
-use diffusion::pipelines::{GenerateParams, StableDiffusion};
-use diffusion::schedulers::scheduler_from_config;
+use diffusion::eval::sampling::{evaluate_samples, features_of, SampleSpec};
+use diffusion::pipelines::StableDiffusion;
 use diffusion::train::captions::{eval_prompt, CLASS_NAMES};
 use diffusion::{DiffusionError, Result};
 use nn::ParamStore;
@@ -79,6 +76,18 @@ pub struct EvalArgs {
     /// Where the grids and the report go.
     #[arg(long, default_value = "diffusion/assets/eval")]
     out_dir: PathBuf,
+    /// Compare settings instead: `DIR:STEPS` (repeatable), each model folder sampled
+    /// with its own scheduler at --guidance; one table row per run (accuracy,
+    /// Frechet distance, UNet evaluations and seconds per image), `compare.md`.
+    #[arg(long = "run")]
+    runs: Vec<String>,
+    /// With --run: also sweep this `DIR:STEPS` over the --sweep scales and write
+    /// `sweep-<name>.png` (rows: scales, columns: classes).
+    #[arg(long)]
+    sweep_of: Option<String>,
+    /// With --run: the name of the report (`<name>.md` in --out-dir).
+    #[arg(long, default_value = "compare")]
+    report: String,
 }
 
 /// What one guidance scale gave.
@@ -90,19 +99,28 @@ struct Row {
     seconds: f64,
 }
 
-fn features_of(c: &FashionClassifier, images_unit: &Tensor) -> Result<(Vec<f32>, Vec<usize>)> {
-    let (f, l) = c.embed(images_unit)?;
-    Ok((f.to_vec()?, argmax_rows(&l)?))
-}
-
 pub fn eval_cmd(args: EvalArgs) -> Result<()> {
-    let sd = StableDiffusion::load(&args.model)?;
     let store = ParamStore::new();
     let clf = FashionClassifier::load(&store, &args.classifier)?;
     let data = FashionMnist::load()?;
     let n_real = args.real_images.min(data.test.len());
     let real = padded(&data.test)?.narrow(0, 0, n_real)?;
     let (real_f, real_pred) = features_of(&clf, &real)?;
+    if !args.runs.is_empty() {
+        let opts = crate::compare::CompareOptions {
+            runs: &args.runs,
+            sweep_of: args.sweep_of.as_deref(),
+            sweep: &args.sweep,
+            guidance: args.guidance,
+            samples_per_class: args.samples_per_class,
+            seed: args.seed,
+            out_dir: &args.out_dir,
+            report: &args.report,
+            n_real,
+        };
+        return crate::compare::compare(&clf, &real_f, &opts);
+    }
+    let sd = StableDiffusion::load(&args.model)?;
     let labels = &data.test.labels()[..n_real];
     let real_acc: Vec<f64> = (0..10)
         .map(|c| {
@@ -137,41 +155,22 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
     let n = args.samples_per_class;
     let mut rows = Vec::new();
     for &g in &scales {
-        let t0 = Instant::now();
-        let (mut acc, mut div, mut all_f, mut grid) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (c, _) in CLASS_NAMES.iter().enumerate() {
-            let mut sched = scheduler_from_config(&sd.scheduler_config)?;
-            let params = GenerateParams {
-                prompts: vec![eval_prompt(c)?],
-                num_images_per_prompt: n,
-                num_inference_steps: args.steps,
-                guidance_scale: g,
-                seed: args.seed + c as u64,
-                ..Default::default()
-            };
-            let out = sd.generate(&params, sched.as_mut(), None)?;
-            let images = out
-                .images
-                .ok_or_else(|| DiffusionError::invalid("eval", "no images decoded"))?
-                .affine(0.5, 0.5)?
-                .clamp(0.0, 1.0)?;
-            let (f, pred) = features_of(&clf, &images)?;
-            acc.push(pred.iter().filter(|&&p| p == c).count() as f64 / n as f64);
-            div.push(mean_pairwise_distance(&f, FEATURES));
-            all_f.extend(f);
-            grid.push(images.narrow(0, 0, 8.min(n))?);
-        }
-        let fid = frechet_distance_of(&all_f, &real_f, FEATURES)?;
-        let grid = image_grid(&Tensor::cat(&grid, 0)?, 10, 8.min(n))?;
+        let spec = SampleSpec {
+            steps: args.steps,
+            guidance: g,
+            samples_per_class: n,
+            seed: args.seed,
+        };
+        let e = evaluate_samples(&sd, &clf, &real_f, spec)?;
+        let grid = image_grid(&e.grid, 10, 8.min(n))?;
         let path = args.out_dir.join(format!("grid-guidance-{g}.png"));
         save_image_unit(&path, &grid)?;
         let row = Row {
             guidance: g,
-            accuracy: acc,
-            diversity: div,
-            fid,
-            seconds: t0.elapsed().as_secs_f64(),
+            accuracy: e.accuracy,
+            diversity: e.diversity,
+            fid: e.fid,
+            seconds: e.seconds,
         };
         println!("{}", summary(&row));
         rows.push(row);

@@ -5,11 +5,14 @@
 //! sd generate --prompt "a photo of a cat" --model ./stable-diffusion-v1-5 --steps 25 --seed 42
 //! sd generate --prompt "a dress" --init-image shirt.png --strength 0.7 --out dress.png
 //! sd train-vae --steps 1000 && sd train-unet --steps 3000
+//! sd distill --from-steps 64 --to-steps 4 && sd generate --model diffusion/assets/fashion-sd-pd4 "a bag"
 //! ```
 //!
 //! Every option is described by `sd generate --help`. Errors are printed as one
 //! sentence naming the file, option or size at fault, and the process exits with 1.
 
+mod compare;
+mod distill;
 mod eval;
 mod generate;
 mod train;
@@ -42,6 +45,10 @@ enum Command {
     TrainClassifier(eval::TrainClassifierArgs),
     /// Evaluate a Fashion-MNIST model: per-class accuracy, diversity, Frechet distance.
     Eval(Box<eval::EvalArgs>),
+    /// Progressive distillation of the DDIM sampler (64 -> 4 steps by halvings).
+    Distill(Box<distill::DistillArgs>),
+    /// Guided distillation: one evaluation per step instead of CFG's two, then halvings.
+    DistillGuided(Box<distill::DistillGuidedArgs>),
 }
 
 fn main() {
@@ -64,6 +71,8 @@ fn main() {
         Command::TrainUnet(args) => train::train_unet_cmd(*args),
         Command::TrainClassifier(args) => eval::train_classifier_cmd(args),
         Command::Eval(args) => eval::eval_cmd(*args),
+        Command::Distill(args) => distill::distill_cmd(*args),
+        Command::DistillGuided(args) => distill::distill_guided_cmd(*args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -20,7 +20,6 @@ use diffusion::train::{create_dir, RunOptions};
 use diffusion::{DiffusionError, Result};
 use nn::ParamStore;
 use tensor::data::{FashionMnist, ImageDataset};
-use tensor::Tensor;
 
 /// Options both stages share.
 #[derive(Args, Debug, Clone)]
@@ -152,47 +151,11 @@ pub struct TrainUnetArgs {
 
 /// The posteriors of every training image, cached in the run folder.
 fn latent_set(c: &CommonArgs, ds: &ImageDataset) -> Result<LatentSet> {
-    let vae_dir = c.model_dir.join("vae");
     let store = ParamStore::new();
-    let vae = AutoencoderKL::from_pretrained(&store, &vae_dir)?;
+    let vae = AutoencoderKL::from_pretrained(&store, &c.model_dir.join("vae"))?;
     store.eval();
-    let scaling = vae.config().scaling_factor as f32;
-    let lat = vae.config().latent_channels;
-    let f = vae.config().downscale_factor();
-    let (h, w) = ((ds.height() + 4) / f, (ds.width() + 4) / f);
     let cache = c.run_dir.join(format!("latents-{}.safetensors", ds.len()));
-    let (mean, std) = if cache.is_file() {
-        let t = tensor::io::load(&cache)?;
-        let get = |k: &str| -> Result<Vec<f32>> {
-            match t.iter().find(|(n, _)| n.as_str() == k) {
-                Some((_, v)) => Ok(v.to_vec()?),
-                None => Err(DiffusionError::io(&cache, format!("no tensor '{k}'"))),
-            }
-        };
-        println!("latents from {}", cache.display());
-        (get("mean")?, get("std")?)
-    } else {
-        let t0 = Instant::now();
-        let all: Vec<usize> = (0..ds.len()).collect();
-        let (mean, std) = encode_posteriors(&vae, ds, &all, 250)?;
-        let shape = [ds.len(), lat, h, w];
-        let m = Tensor::from_vec(mean.clone(), shape)?;
-        let s = Tensor::from_vec(std.clone(), shape)?;
-        tensor::io::save(&cache, [("mean", &m), ("std", &s)], tensor::io::DType::F32)?;
-        println!(
-            "encoded {} images in {:.1} s",
-            ds.len(),
-            t0.elapsed().as_secs_f64()
-        );
-        (mean, std)
-    };
-    Ok(LatentSet {
-        mean,
-        std,
-        labels: ds.labels().to_vec(),
-        shape: [lat, h, w],
-        scaling,
-    })
+    diffusion::train::latents::latent_set(&vae, ds, &cache)
 }
 
 pub fn train_unet_cmd(args: TrainUnetArgs) -> Result<()> {
