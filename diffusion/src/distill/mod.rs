@@ -139,8 +139,8 @@ pub fn draw_batch(
     let z0 = clean_latents(set, indices, &e)?;
     let t: Vec<i64> = grid_index.iter().map(|&i| grid.timesteps[i]).collect();
     let mut z = vec![0.0f32; b * per];
-    for k in 0..b {
-        let (a, s) = grid.alpha_sigma(t[k])?;
+    for (k, &tk) in t.iter().enumerate() {
+        let (a, s) = grid.alpha_sigma(tk)?;
         for j in k * per..(k + 1) * per {
             z[j] = a * z0[j] + s * noise[j];
         }

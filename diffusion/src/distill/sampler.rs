@@ -148,8 +148,8 @@ pub fn ddim_step_rows(
     let (e, per) = rows(eps, "eps", b)?;
     let (zv, _) = rows(z, "z", b)?;
     let mut out = vec![0f32; zv.len()];
-    for r in 0..b {
-        let a = grid.alpha_prod(t[r])?;
+    for (r, &tr) in t.iter().enumerate() {
+        let a = grid.alpha_prod(tr)?;
         let ap = grid.alpha_prod(*t_prev.get(r).unwrap_or(&-1))?;
         let (sa, sb) = (a.sqrt(), (1.0 - a).sqrt());
         let (sap, dir) = (ap.sqrt(), (1.0 - ap).sqrt());
@@ -177,8 +177,8 @@ pub fn distill_target(
     let (zpp, _) = rows(z_pp, "z''", b)?;
     let mut x = vec![0f32; z.len()];
     let mut e = vec![0f32; z.len()];
-    for r in 0..b {
-        let (a, s) = grid.alpha_sigma(t[r])?;
+    for (r, &tr) in t.iter().enumerate() {
+        let (a, s) = grid.alpha_sigma(tr)?;
         let (app, spp) = grid.alpha_sigma(*t_pp.get(r).unwrap_or(&-1))?;
         let ratio = spp / s;
         for j in r * per..(r + 1) * per {
