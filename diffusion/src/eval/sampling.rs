@@ -59,6 +59,8 @@ pub struct SampleEval {
     /// Per class (0..9).
     pub accuracy: Vec<f64>,
     pub diversity: Vec<f64>,
+    /// Per class: how many of its samples the classifier called each class.
+    pub confusion: Vec<[usize; 10]>,
     /// Frechet distance to the real features.
     pub fid: f64,
     /// Generation + decoding + classification, all classes.
@@ -100,7 +102,8 @@ pub fn evaluate_samples(
             "samples per class must be positive",
         ));
     }
-    let (mut acc, mut div, mut all_f, mut grid) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut acc, mut div, mut all_f, mut grid, mut confusion) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (c, _) in CLASS_NAMES.iter().enumerate() {
         let mut sched = scheduler_from_config(&sd.scheduler_config)?;
         let params = GenerateParams {
@@ -119,6 +122,11 @@ pub fn evaluate_samples(
             .clamp(0.0, 1.0)?;
         let (f, pred) = features_of(clf, &images)?;
         acc.push(pred.iter().filter(|&&p| p == c).count() as f64 / n as f64);
+        let mut counts = [0usize; 10];
+        for &p in &pred {
+            counts[p.min(9)] += 1;
+        }
+        confusion.push(counts);
         div.push(mean_pairwise_distance(&f, FEATURES));
         all_f.extend(f);
         grid.push(images.narrow(0, 0, 8.min(n))?);
@@ -129,6 +137,7 @@ pub fn evaluate_samples(
         spec,
         accuracy: acc,
         diversity: div,
+        confusion,
         fid,
         seconds: t0.elapsed().as_secs_f64(),
         images: n * CLASS_NAMES.len(),

@@ -24,7 +24,7 @@ use tensor::Tensor;
 
 #[derive(Args, Debug)]
 pub struct TrainClassifierArgs {
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 8)]
     epochs: usize,
     #[arg(
         long,
@@ -95,6 +95,8 @@ struct Row {
     guidance: f64,
     accuracy: Vec<f64>,
     diversity: Vec<f64>,
+    /// `confusion[c][p]`: samples prompted as class `c` that the classifier called `p`.
+    confusion: Vec<[usize; 10]>,
     fid: f64,
     seconds: f64,
 }
@@ -169,6 +171,7 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
             guidance: g,
             accuracy: e.accuracy,
             diversity: e.diversity,
+            confusion: e.confusion,
             fid: e.fid,
             seconds: e.seconds,
         };
@@ -275,6 +278,29 @@ fn render(
             let _ = write!(line, " {:.3} | {:.2} |", r.accuracy[c], r.diversity[c]);
         }
         let _ = writeln!(s, "{line} {:.2} | {:.3} |", real_div[c], real_acc[c]);
+    }
+    if let Some(r) = rows.first() {
+        let _ = writeln!(s, "\nWhat the classifier called the samples at g={} (prompted class: the labels it gave, with counts out of {}):\n", r.guidance, args.samples_per_class);
+        for (c, name) in CLASS_NAMES.iter().enumerate() {
+            let mut others: Vec<(usize, usize)> = r.confusion[c]
+                .iter()
+                .copied()
+                .enumerate()
+                .filter(|&(p, k)| p != c && k > 0)
+                .collect();
+            others.sort_by(|a, b| b.1.cmp(&a.1));
+            let list: Vec<String> = others
+                .iter()
+                .map(|&(p, k)| format!("{} {k}", CLASS_NAMES[p]))
+                .collect();
+            let _ = writeln!(
+                s,
+                "- {name}: {name} {}{}{}",
+                r.confusion[c][c],
+                if list.is_empty() { "" } else { ", " },
+                list.join(", ")
+            );
+        }
     }
     let _ = writeln!(s, "\n| guidance | mean accuracy | min accuracy | mean diversity | Frechet distance (vs {n_real} real) | seconds |\n|---|---|---|---|---|---|");
     for r in rows {
