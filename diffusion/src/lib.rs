@@ -10,6 +10,7 @@
 //! - [`models`]: ResnetBlock2D, Transformer2DModel, UNet2DConditionModel, AutoencoderKL.
 //! - [`schedulers`]: DDPM, DDIM, PNDM, LMS, Euler, Euler ancestral, DPM++ 2M.
 //! - [`pipelines`]: txt2img, img2img, inpainting, loading a model folder.
+//! - [`distill`]: progressive and guided distillation of the DDIM sampler.
 
 pub mod clip;
 pub mod config;

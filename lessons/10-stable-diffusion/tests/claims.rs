@@ -224,7 +224,7 @@ mod distill_claims {
     use std::path::PathBuf;
 
     use diffusion::distill::folder::{write_student_folder, StudentDefaults};
-    use diffusion::distill::guided::guided_stage_one;
+    use diffusion::distill::guided::{guided_stage_one, CondWarmup};
     use diffusion::distill::progressive::{distill_round, two_teacher_steps, RoundGrids};
     use diffusion::distill::sampler::distill_scheduler_config;
     use diffusion::distill::{DistillOptions, DrawnBatch, UnetWeights};
@@ -362,6 +362,7 @@ mod distill_claims {
             8,
             8,
             8.0,
+            CondWarmup { steps: 0, lr: 0.0 },
             &options(&dir, 60),
             &dir.join("guided-w.safetensors"),
         )
@@ -390,6 +391,7 @@ mod distill_claims {
             8,
             8,
             8.0,
+            CondWarmup { steps: 0, lr: 0.0 },
             &options(&dir, 5),
             &dir.join("guided-w.safetensors"),
         )

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use clap::Args;
 use diffusion::distill::folder::{write_student_folder, write_teacher_folder, StudentDefaults};
-use diffusion::distill::guided::guided_stage_one;
+use diffusion::distill::guided::{guided_stage_one, CondWarmup};
 use diffusion::distill::progressive::{halvings, progressive_distill};
 use diffusion::distill::{DistillOptions, UnetWeights};
 use diffusion::pipelines::StableDiffusion;
@@ -81,6 +81,12 @@ pub struct DistillGuidedArgs {
     /// Width of the guidance embedding (`time_cond_proj_dim`).
     #[arg(long, default_value_t = 64)]
     cond_dim: usize,
+    /// Steps that train the guidance projection alone before stage one.
+    #[arg(long, default_value_t = 100)]
+    cond_warmup_steps: usize,
+    /// Their learning rate.
+    #[arg(long, default_value_t = 3e-3)]
+    cond_lr: f64,
 }
 
 impl DistillArgs {
@@ -215,6 +221,10 @@ pub fn distill_guided_cmd(args: DistillGuidedArgs) -> Result<()> {
         args.cond_dim,
         c.from_steps,
         args.w_max,
+        CondWarmup {
+            steps: args.cond_warmup_steps,
+            lr: args.cond_lr,
+        },
         &opts,
         &c.run_dir.join("guided-w.safetensors"),
     )?;
