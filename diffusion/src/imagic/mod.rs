@@ -79,8 +79,8 @@ impl Default for ImagicConfig {
         ImagicConfig {
             embed_steps: 100,
             embed_lr: 1e-2,
-            finetune_steps: 200,
-            finetune_lr: 2e-4,
+            finetune_steps: 50,
+            finetune_lr: 1e-4,
             batch_size: 8,
             seed: 0,
             scheduler: SchedulerKind::Ddim,
