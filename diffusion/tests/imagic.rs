@@ -284,6 +284,29 @@ fn stage_c_shares_the_noise_and_restores_the_unet() {
 }
 
 #[test]
+fn save_and_load_give_the_same_edit() {
+    let mut guard = fitted().lock().unwrap();
+    let f = &mut *guard;
+    let dir = std::env::temp_dir().join(format!("imagic-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("imagic.safetensors");
+    f.imagic.save(&path).unwrap();
+    let mut loaded = Imagic::load(&f.sd, &path).unwrap();
+    assert_eq!(max_abs_diff(&loaded.e_opt, &f.imagic.e_opt), 0.0);
+    assert_eq!(max_abs_diff(&loaded.latents, &f.imagic.latents), 0.0);
+    let cfg = config();
+    let a = f.imagic.generate(&mut f.sd, &[0.7], &cfg).unwrap();
+    let b = loaded.generate(&mut f.sd, &[0.7], &cfg).unwrap();
+    assert_eq!(max_abs_diff(&a, &b), 0.0);
+    // A file without Imagic's keys is a clear error.
+    let other = dir.join("other.safetensors");
+    f.sd.vae_params.save(&other).unwrap();
+    let e = Imagic::load(&f.sd, &other).err().unwrap().to_string();
+    assert!(e.contains("not written by Imagic::save"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn bad_settings_are_errors() {
     let sd = StableDiffusion::load(tiny_dir()).unwrap();
     let (h, w) = sd.default_size();

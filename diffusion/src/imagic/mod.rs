@@ -38,10 +38,12 @@ pub mod loss;
 pub mod metrics;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Instant;
 
 use autodiff::Var;
 use nn::{AdamW, AdamWConfig, Optimizer, ParamStore, VarBuilder};
+use tensor::io::DType;
 use tensor::random::TorchGenerator;
 use tensor::Tensor;
 
@@ -314,6 +316,63 @@ impl Imagic {
             embed_losses,
             finetune_losses,
             seconds: (t_a, t1.elapsed().as_secs_f64()),
+        })
+    }
+
+    /// Write the embeddings, the latents and the fine-tuned UNet (f32, keys
+    /// `unet.*`) to one safetensors file, atomically, for [`Imagic::load`].
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut items: Vec<(String, Tensor)> = vec![
+            ("e_tgt".into(), self.e_tgt.clone()),
+            ("e_opt".into(), self.e_opt.clone()),
+            ("uncond".into(), self.uncond.clone()),
+            ("latents".into(), self.latents.clone()),
+        ];
+        for (name, t) in self.unet_params.tensors() {
+            items.push((format!("unet.{name}"), t));
+        }
+        tensor::io::save(path, items.iter().map(|(n, t)| (n, t)), DType::F32)?;
+        Ok(())
+    }
+
+    /// Read what [`Imagic::save`] wrote, for `sd`'s UNet (same config; every key
+    /// and shape is checked), skipping stages A and B.
+    pub fn load(sd: &StableDiffusion, path: &Path) -> Result<Imagic> {
+        let mut map = tensor::io::load(path)?;
+        let mut take = |key: &str| {
+            map.remove(key).ok_or_else(|| {
+                DiffusionError::invalid(
+                    "imagic load",
+                    format!(
+                        "{} has no '{key}': not written by Imagic::save",
+                        path.display()
+                    ),
+                )
+            })
+        };
+        let (e_tgt, e_opt, uncond, latents) = (
+            take("e_tgt")?,
+            take("e_opt")?,
+            take("uncond")?,
+            take("latents")?,
+        );
+        let weights: BTreeMap<String, Tensor> = map
+            .into_iter()
+            .filter_map(|(k, t)| k.strip_prefix("unet.").map(|k| (k.to_string(), t)))
+            .collect();
+        let (unet, unet_params) = copy_unet(sd)?;
+        unet_params.load_tensors(&weights, &path.display().to_string())?;
+        unet_params.freeze("")?;
+        Ok(Imagic {
+            latents,
+            e_tgt,
+            e_opt,
+            uncond,
+            unet,
+            unet_params,
+            embed_losses: Vec::new(),
+            finetune_losses: Vec::new(),
+            seconds: (0.0, 0.0),
         })
     }
 
