@@ -49,3 +49,31 @@ pub fn epoch_batches(n: usize, batch_size: usize, seed: u64, epoch: usize) -> Ve
         })
         .collect()
 }
+
+/// Like [`epoch_batches`] over the images whose labels are `labels`, with each image of
+/// class `c` appearing `repeats[c]` times per epoch: a class-weighted epoch (used to go
+/// on training the classes the model confuses most). The same `(seed, epoch)` gives the
+/// same batches.
+pub fn weighted_epoch_batches(
+    labels: &[u8],
+    repeats: &[usize; 10],
+    batch_size: usize,
+    seed: u64,
+    epoch: usize,
+) -> Vec<BatchPlan> {
+    let pool: Vec<usize> = labels
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &l)| std::iter::repeat_n(i, repeats[usize::from(l).min(9)]))
+        .collect();
+    let mut rng = WichmannHill::seed(mix(seed, 0x5eed, epoch as u64));
+    let order = randperm(pool.len(), &mut rng);
+    order
+        .chunks_exact(batch_size.max(1))
+        .enumerate()
+        .map(|(i, c)| BatchPlan {
+            indices: c.iter().map(|&k| pool[k]).collect(),
+            seed: mix(seed, epoch as u64, i as u64),
+        })
+        .collect()
+}

@@ -73,7 +73,9 @@ pub fn save_params(store: &ParamStore, prefix: &str, path: &Path, dtype: DType) 
     Ok(())
 }
 
-/// `model_index.json` of a StableDiffusionPipeline without safety checker.
+/// `model_index.json` of a StableDiffusionPipeline without safety checker, with the
+/// settings `sd generate` uses for the model when not told otherwise
+/// (`_generation_defaults`: 30 steps, guidance 7.5, 8 images).
 pub fn model_index() -> serde_json::Value {
     let mut v = with_class_name(
         serde_json::json!({
@@ -91,6 +93,14 @@ pub fn model_index() -> serde_json::Value {
     );
     if let Some(map) = v.as_object_mut() {
         map.insert("_name_or_path".into(), "fashion-sd".into());
+        map.insert(
+            "_generation_defaults".into(),
+            serde_json::json!({
+                "num_inference_steps": 30,
+                "guidance_scale": 7.5,
+                "num_images_per_prompt": 8
+            }),
+        );
     }
     v
 }

@@ -40,7 +40,7 @@ use crate::models::{UNet2DConditionConfig, UNet2DConditionModel};
 use crate::schedulers::betas::NoiseSchedule;
 use crate::schedulers::SchedulerConfig;
 use crate::train::captions::caption;
-use crate::train::data::{epoch_batches, BatchPlan};
+use crate::train::data::{epoch_batches, weighted_epoch_batches, BatchPlan};
 use crate::train::folder::{save_params, with_class_name, write_json};
 use crate::train::vae::to_nn;
 use crate::train::{run, warmup_cosine, RunOptions, TrainSummary};
@@ -133,6 +133,22 @@ impl UnetModels {
         let unet = UNet2DConditionModel::new(vb.pp("unet"), unet)?;
         Ok(UnetModels { unet, text, store })
     }
+
+    /// Replace every weight with those of a model folder written by
+    /// [`save_unet_and_text`] (`unet/` and `text_encoder/`, any float dtype), to go on
+    /// training a shipped model. Strict: the folder must hold exactly these keys.
+    pub fn load_pretrained(&self, dir: &Path) -> Result<()> {
+        let mut all = std::collections::BTreeMap::new();
+        for (prefix, file) in [
+            ("unet.", dir.join("unet").join("diffusion_pytorch_model.safetensors")),
+            ("text_encoder.", dir.join("text_encoder").join("model.safetensors")),
+        ] {
+            for (k, t) in tensor::io::load(&file)? {
+                all.insert(format!("{prefix}{k}"), t);
+            }
+        }
+        Ok(self.store.load_tensors(&all, &dir.display().to_string())?)
+    }
 }
 
 /// Everything one batch needs, drawn from the batch's seed: noisy latents, targets,
@@ -213,6 +229,8 @@ pub struct UnetStageOptions {
     pub p_empty: f64,
     /// EMA decay (with diffusers' warm-up).
     pub ema_decay: f64,
+    /// How many times each class's images appear per epoch (all 1: the data as it is).
+    pub class_repeats: [usize; 10],
 }
 
 /// Train `models` on `set`, resuming from `opts.checkpoint` when it exists; on return
@@ -236,6 +254,8 @@ pub fn train_unet(
     let mut ema = Ema::new(&models.store, stage.ema_decay)?;
     ema.warmup = true;
     let (n, bs, seed) = (set.len(), opts.batch_size, opts.seed);
+    let repeats = stage.class_repeats;
+    let labels = &set.labels;
     let learner = Learner::new(
         &models.store,
         opt,
@@ -253,9 +273,12 @@ pub fn train_unet(
             Ok(BatchOutput::new(loss, b.indices.len()))
         },
         move |epoch| {
-            Ok(epoch_batches(n, bs, seed, epoch)
-                .into_iter()
-                .map(Ok::<_, nn::NnError>))
+            let plans = if repeats.iter().all(|&r| r == 1) {
+                epoch_batches(n, bs, seed, epoch)
+            } else {
+                weighted_epoch_batches(labels, &repeats, bs, seed, epoch)
+            };
+            Ok(plans.into_iter().map(Ok::<_, nn::NnError>))
         },
     )
     .schedule(warmup_cosine(opts.lr, opts.warmup, opts.steps, 0.1))

@@ -27,7 +27,7 @@ use tensor::Tensor;
 
 #[derive(Args, Debug)]
 pub struct TrainClassifierArgs {
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 8)]
     epochs: usize,
     #[arg(
         long,
@@ -86,6 +86,8 @@ struct Row {
     guidance: f64,
     accuracy: Vec<f64>,
     diversity: Vec<f64>,
+    /// `confusion[c][p]`: samples prompted as class `c` that the classifier called `p`.
+    confusion: Vec<[usize; 10]>,
     fid: f64,
     seconds: f64,
 }
@@ -138,8 +140,8 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
     let mut rows = Vec::new();
     for &g in &scales {
         let t0 = Instant::now();
-        let (mut acc, mut div, mut all_f, mut grid) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut acc, mut div, mut all_f, mut grid, mut confusion) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (c, _) in CLASS_NAMES.iter().enumerate() {
             let mut sched = scheduler_from_config(&sd.scheduler_config)?;
             let params = GenerateParams {
@@ -158,6 +160,11 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
                 .clamp(0.0, 1.0)?;
             let (f, pred) = features_of(&clf, &images)?;
             acc.push(pred.iter().filter(|&&p| p == c).count() as f64 / n as f64);
+            let mut counts = [0usize; 10];
+            for &p in &pred {
+                counts[p.min(9)] += 1;
+            }
+            confusion.push(counts);
             div.push(mean_pairwise_distance(&f, FEATURES));
             all_f.extend(f);
             grid.push(images.narrow(0, 0, 8.min(n))?);
@@ -170,6 +177,7 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
             guidance: g,
             accuracy: acc,
             diversity: div,
+            confusion,
             fid,
             seconds: t0.elapsed().as_secs_f64(),
         };
@@ -276,6 +284,29 @@ fn render(
             let _ = write!(line, " {:.3} | {:.2} |", r.accuracy[c], r.diversity[c]);
         }
         let _ = writeln!(s, "{line} {:.2} | {:.3} |", real_div[c], real_acc[c]);
+    }
+    if let Some(r) = rows.first() {
+        let _ = writeln!(s, "\nWhat the classifier called the samples at g={} (prompted class: the labels it gave, with counts out of {}):\n", r.guidance, args.samples_per_class);
+        for (c, name) in CLASS_NAMES.iter().enumerate() {
+            let mut others: Vec<(usize, usize)> = r.confusion[c]
+                .iter()
+                .copied()
+                .enumerate()
+                .filter(|&(p, k)| p != c && k > 0)
+                .collect();
+            others.sort_by(|a, b| b.1.cmp(&a.1));
+            let list: Vec<String> = others
+                .iter()
+                .map(|&(p, k)| format!("{} {k}", CLASS_NAMES[p]))
+                .collect();
+            let _ = writeln!(
+                s,
+                "- {name}: {name} {}{}{}",
+                r.confusion[c][c],
+                if list.is_empty() { "" } else { ", " },
+                list.join(", ")
+            );
+        }
     }
     let _ = writeln!(s, "\n| guidance | mean accuracy | min accuracy | mean diversity | Frechet distance (vs {n_real} real) | seconds |\n|---|---|---|---|---|---|");
     for r in rows {

@@ -148,6 +148,36 @@ pub struct TrainUnetArgs {
     p_empty: f64,
     #[arg(long, default_value_t = 0.999)]
     ema_decay: f64,
+    /// Start from the weights of this model folder's `unet/` and `text_encoder/`
+    /// (a fresh optimizer and schedule) instead of a random init: to go on training
+    /// a shipped model.
+    #[arg(long)]
+    init_from: Option<PathBuf>,
+    /// Class-weighted epochs, as `label=repeats` pairs: `6=3,2=2` shows each shirt 3
+    /// times and each pullover twice per epoch, every other class once.
+    #[arg(long, value_delimiter = ',')]
+    class_repeats: Vec<String>,
+}
+
+/// Parse `label=repeats` pairs into per-class repeat counts (1 where not given).
+fn parse_class_repeats(pairs: &[String]) -> Result<[usize; 10]> {
+    let mut out = [1usize; 10];
+    for p in pairs {
+        let bad = || {
+            DiffusionError::invalid(
+                "--class-repeats",
+                format!("'{p}' is not label=repeats with a label 0..9 and repeats >= 1"),
+            )
+        };
+        let (l, r) = p.split_once('=').ok_or_else(bad)?;
+        let l: usize = l.trim().parse().map_err(|_| bad())?;
+        let r: usize = r.trim().parse().map_err(|_| bad())?;
+        if l > 9 || r == 0 {
+            return Err(bad());
+        }
+        out[l] = r;
+    }
+    Ok(out)
 }
 
 /// The posteriors of every training image, cached in the run folder.
@@ -198,13 +228,18 @@ fn latent_set(c: &CommonArgs, ds: &ImageDataset) -> Result<LatentSet> {
 pub fn train_unet_cmd(args: TrainUnetArgs) -> Result<()> {
     let started = Instant::now();
     let c = &args.common;
+    let opts = c.run_options("unet")?;
     let ds = c.train_images()?;
     let set = latent_set(c, &ds)?;
-    let opts = c.run_options("unet")?;
     let text_json = fashion_text_config_json();
     let text_cfg = serde_json::from_value(text_json.clone())
         .map_err(|e| DiffusionError::invalid("text encoder config", e.to_string()))?;
     let models = UnetModels::new(&fashion_unet_config(), &text_cfg, c.seed)?;
+    let class_repeats = parse_class_repeats(&args.class_repeats)?;
+    if let Some(dir) = &args.init_from {
+        models.load_pretrained(dir)?;
+        println!("starting from the weights in {}", dir.display());
+    }
     let n_text = models
         .store
         .under("text_encoder.")
@@ -224,6 +259,7 @@ pub fn train_unet_cmd(args: TrainUnetArgs) -> Result<()> {
     let stage = UnetStageOptions {
         p_empty: args.p_empty,
         ema_decay: args.ema_decay,
+        class_repeats,
     };
     let summary = train_unet(&models, &set, &opts, stage)?;
     println!(
