@@ -209,9 +209,9 @@ pub fn edit_cmd(args: EditArgs) -> Result<()> {
     let strip = if etas.len() == 1 {
         images
     } else {
-        let shown = tensor::io::image::pm1_to_unit(&input)?;
-        let shown = diffusion::pipelines::image::match_channels(&shown, images.dims()[1])?;
-        Tensor::cat(&[&shown.affine(2.0, -1.0)?, &images], 0)?
+        // The input as the VAE saw it, in the output's channels, first.
+        let shown = diffusion::pipelines::image::match_channels(&input, images.dims()[1])?;
+        Tensor::cat(&[&shown, &images], 0)?
     };
     save_row(&args.out, &strip)?;
     let loss = |v: &[f32]| v.last().copied().unwrap_or(f32::NAN);
