@@ -334,3 +334,100 @@ fn metrics_measure_what_they_say() {
     assert!((p[0][2] - 0.5).abs() < 1e-6 && (p[0][0] - 0.25).abs() < 1e-6);
     assert!(p[1].iter().all(|&q| (q - 1.0 / 3.0).abs() < 1e-9));
 }
+
+#[test]
+fn sd_edit_runs_end_to_end_and_explains_bad_input() {
+    use std::process::Command;
+    use tensor::io::image::{load_image, save_image_unit};
+    let dir = std::env::temp_dir().join(format!("imagic-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sd = StableDiffusion::load(tiny_dir()).unwrap();
+    let (h, w) = sd.default_size();
+    save_image_unit(dir.join("in.png"), &picture(3, h, w)).unwrap();
+    save_image_unit(dir.join("small.png"), &picture(3, h / 2, w / 2)).unwrap();
+    let model = tiny_dir();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["edit", "--model", model.to_str().unwrap(), "--no-progress"];
+        args.extend_from_slice(&["--embed-steps", "2", "--finetune-steps", "2"]);
+        args.extend_from_slice(&["--batch-size", "2", "--steps", "3"]);
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_sd"))
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    // A sweep: a strip input | eta 0 | eta 1, and the saved stages.
+    let out = run(&[
+        "--image",
+        "in.png",
+        "--prompt",
+        "a cat",
+        "--etas",
+        "0,1",
+        "--out",
+        "strip.png",
+        "--save",
+        "e.safetensors",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        load_image(dir.join("strip.png")).unwrap().dims(),
+        &[3, h, 3 * w]
+    );
+    // Reusing them: stage C only, one image.
+    let out = run(&[
+        "--image",
+        "in.png",
+        "--load",
+        "e.safetensors",
+        "--out",
+        "one.png",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stages A and B: loaded"), "{stderr}");
+    assert_eq!(load_image(dir.join("one.png")).unwrap().dims(), &[3, h, w]);
+    // Bad input: one clear line each, exit status 1, nothing written.
+    for (extra, says) in [
+        (
+            vec![
+                "--image",
+                "small.png",
+                "--prompt",
+                "a cat",
+                "--out",
+                "x.png",
+            ],
+            "this model takes",
+        ),
+        (
+            vec!["--image", "none.png", "--prompt", "a cat", "--out", "x.png"],
+            "none.png",
+        ),
+        (
+            vec!["--image", "in.png", "--prompt", "a cat", "--out", "one.png"],
+            "already exists",
+        ),
+        (vec!["--image", "in.png", "--out", "x.png"], "--prompt"),
+    ] {
+        let out = run(&extra);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(if says == "--prompt" { 2 } else { 1 }),
+            "{stderr}"
+        );
+        assert!(stderr.contains(says), "{stderr}");
+    }
+    assert!(!dir.join("x.png").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
