@@ -265,6 +265,12 @@ fn stage_c_shares_the_noise_and_restores_the_unet() {
     // Generating one eta alone gives the same picture as within the batch.
     let alone = f.imagic.generate(&mut f.sd, &[1.0], &cfg).unwrap();
     assert!(max_abs_diff(&alone, &row(2)) < 1e-4);
+    // Without stage B the same embedding and noise give another picture.
+    let untuned = f
+        .imagic
+        .generate_without_finetuning(&f.sd, &[1.0], &cfg)
+        .unwrap();
+    assert!(max_abs_diff(&untuned, &alone) > 1e-3);
     // sd.unet is the shipped one again: its loss is the untouched model's.
     let schedule = NoiseSchedule::new(&f.sd.scheduler_config).unwrap();
     let draws = LossDraws::stratified(&f.imagic.latents, 4, 1, &schedule).unwrap();

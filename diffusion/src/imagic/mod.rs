@@ -394,6 +394,38 @@ impl Imagic {
         etas: &[f64],
         cfg: &ImagicConfig,
     ) -> Result<Tensor> {
+        let params = self.stage_c_params(sd, etas, cfg)?;
+        let mut scheduler = stage_c_scheduler(sd, cfg)?;
+        std::mem::swap(&mut sd.unet, &mut self.unet);
+        let out = sd.generate(&params, scheduler.as_mut(), None);
+        std::mem::swap(&mut sd.unet, &mut self.unet);
+        out?.images
+            .ok_or_else(|| DiffusionError::invalid("imagic", "no images were decoded"))
+    }
+
+    /// Stage C with `sd`'s own UNet (stage B left out): the paper's ablation, which
+    /// shows what the fine-tuning adds (without it, eta = 0 is not the input).
+    pub fn generate_without_finetuning(
+        &self,
+        sd: &StableDiffusion,
+        etas: &[f64],
+        cfg: &ImagicConfig,
+    ) -> Result<Tensor> {
+        let params = self.stage_c_params(sd, etas, cfg)?;
+        let mut scheduler = stage_c_scheduler(sd, cfg)?;
+        sd.generate(&params, scheduler.as_mut(), None)?
+            .images
+            .ok_or_else(|| DiffusionError::invalid("imagic", "no images were decoded"))
+    }
+
+    /// The pipeline's parameters for the etas: the interpolated embeddings, the
+    /// empty prompt's for guidance, one seeded noise repeated for every row.
+    fn stage_c_params(
+        &self,
+        sd: &StableDiffusion,
+        etas: &[f64],
+        cfg: &ImagicConfig,
+    ) -> Result<GenerateParams> {
         if etas.is_empty() {
             return Err(DiffusionError::invalid("imagic", "give at least one eta"));
         }
@@ -401,17 +433,16 @@ impl Imagic {
             .iter()
             .map(|&eta| self.embedding(eta))
             .collect::<Result<_>>()?;
-        let cond = Tensor::cat(&rows, 0)?;
         let n = etas.len();
         let guidance = cfg.guidance_scale > 1.0;
         let embeds = PromptEmbeds {
-            cond,
+            cond: Tensor::cat(&rows, 0)?,
             uncond: guidance.then(|| repeat_rows(&self.uncond, n)).transpose()?,
         };
         let d = self.latents.dims().to_vec();
         let noise = TorchGenerator::manual_seed(cfg.seed).randn([1, d[1], d[2], d[3]])?;
         let f = sd.vae_scale_factor();
-        let params = GenerateParams {
+        Ok(GenerateParams {
             prompt_embeds: Some(embeds),
             num_inference_steps: cfg.num_inference_steps,
             guidance_scale: cfg.guidance_scale,
@@ -420,12 +451,6 @@ impl Imagic {
             seed: cfg.seed,
             latents: Some(repeat_rows(&noise, n)?),
             ..Default::default()
-        };
-        let mut scheduler = stage_c_scheduler(sd, cfg)?;
-        std::mem::swap(&mut sd.unet, &mut self.unet);
-        let out = sd.generate(&params, scheduler.as_mut(), None);
-        std::mem::swap(&mut sd.unet, &mut self.unet);
-        out?.images
-            .ok_or_else(|| DiffusionError::invalid("imagic", "no images were decoded"))
+        })
     }
 }

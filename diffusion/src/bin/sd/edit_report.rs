@@ -4,8 +4,9 @@
 //! img2img (`generate` with the image and strength s, the same sampler, steps,
 //! guidance and seed) on the same grid of s, and scores every output with
 //! `diffusion::imagic::metrics` (target-class probability, pixel similarity, feature
-//! cosine). It writes one strip PNG per pair (per image: the Imagic row `input | eta
-//! 0 ... 1`, the img2img row `input | s 0 ... 1` below) and a markdown report.
+//! cosine), and Imagic without stage B (the paper's ablation). It writes one strip
+//! PNG per pair (per image: the Imagic row `input | eta 0 ... 1`, the img2img row
+//! `input | s 0 ... 1` below) and a markdown report.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -81,6 +82,8 @@ fn parse_pair(s: &str) -> Result<(usize, usize)> {
 struct Sums {
     imagic: Vec<[f64; 4]>,
     img2img: Vec<[f64; 4]>,
+    /// Imagic without stage B (the original UNet at the same embeddings).
+    no_b: Vec<[f64; 4]>,
     n: usize,
 }
 
@@ -193,6 +196,7 @@ pub fn edit_report_cmd(args: EditReportArgs) -> Result<()> {
             let t_i = Instant::now();
             let i2i = img2img_row(&sd, &input, &prompt, grid, &cfg)?;
             let t_i = t_i.elapsed().as_secs_f64();
+            let no_b = imagic.generate_without_finetuning(&sd, grid, &cfg)?;
             times.push([imagic.seconds.0, imagic.seconds.1, t_c, t_i]);
             add(
                 &mut sums.imagic,
@@ -202,6 +206,7 @@ pub fn edit_report_cmd(args: EditReportArgs) -> Result<()> {
                 &mut sums.img2img,
                 &score_edits(&clf, &i2i, &input, src, tgt)?,
             );
+            add(&mut sums.no_b, &score_edits(&clf, &no_b, &input, src, tgt)?);
             sums.n += 1;
             strip.extend([input.clone(), edits, input.clone(), i2i]);
         }
@@ -226,6 +231,7 @@ pub fn edit_report_cmd(args: EditReportArgs) -> Result<()> {
         merge(&mut all, &sums);
     }
     table(&mut report, "all pairs", grid, &all, "");
+    ablation(&mut report, grid, &all);
     let n = times.len().max(1) as f64;
     let mean = |k: usize| times.iter().map(|t| t[k]).sum::<f64>() / n;
     let lmean = |k: usize| losses.iter().map(|l| l[k]).sum::<f64>() / n;
@@ -260,7 +266,11 @@ pub fn edit_report_cmd(args: EditReportArgs) -> Result<()> {
 }
 
 fn merge(all: &mut Sums, s: &Sums) {
-    for (acc, part) in [(&mut all.imagic, &s.imagic), (&mut all.img2img, &s.img2img)] {
+    for (acc, part) in [
+        (&mut all.imagic, &s.imagic),
+        (&mut all.img2img, &s.img2img),
+        (&mut all.no_b, &s.no_b),
+    ] {
         acc.resize(part.len(), [0.0; 4]);
         for (a, p) in acc.iter_mut().zip(part) {
             for k in 0..4 {
@@ -269,6 +279,39 @@ fn merge(all: &mut Sums, s: &Sums) {
         }
     }
     all.n += s.n;
+}
+
+/// The ablation table: Imagic with and without stage B, means of all images.
+fn ablation(out: &mut String, grid: &[f64], s: &Sums) {
+    let n = s.n.max(1) as f64;
+    let _ = writeln!(
+        out,
+        "**Ablation: stage B left out** (the original UNet at the same e(eta), {} images)\n",
+        s.n
+    );
+    let _ = writeln!(
+        out,
+        "| eta | P(target) with B | P(target) without B | P(source) with B | P(source) \
+         without B | pixel sim. with B | pixel sim. without B | feature cos. with B | \
+         feature cos. without B |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    for (k, g) in grid.iter().enumerate() {
+        let (a, b) = (s.imagic[k], s.no_b[k]);
+        let _ = writeln!(
+            out,
+            "| {g} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            a[0] / n,
+            b[0] / n,
+            a[1] / n,
+            b[1] / n,
+            a[2] / n,
+            b[2] / n,
+            a[3] / n,
+            b[3] / n
+        );
+    }
+    let _ = writeln!(out);
 }
 
 /// One markdown table: per grid point, the means of both methods.
