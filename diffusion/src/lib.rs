@@ -15,6 +15,7 @@ pub mod clip;
 pub mod config;
 pub mod error;
 pub mod eval;
+pub mod imagic;
 pub mod models;
 pub mod pipelines;
 pub mod schedulers;

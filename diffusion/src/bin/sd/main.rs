@@ -10,6 +10,8 @@
 //! Every option is described by `sd generate --help`. Errors are printed as one
 //! sentence naming the file, option or size at fault, and the process exits with 1.
 
+mod edit;
+mod edit_report;
 mod eval;
 mod generate;
 mod train;
@@ -42,6 +44,11 @@ enum Command {
     TrainClassifier(eval::TrainClassifierArgs),
     /// Evaluate a Fashion-MNIST model: per-class accuracy, diversity, Frechet distance.
     Eval(Box<eval::EvalArgs>),
+    /// Edit an image towards a text with Imagic (embedding optimisation, UNet
+    /// fine-tuning, interpolation).
+    Edit(Box<edit::EditArgs>),
+    /// The Imagic report on Fashion-MNIST: eta sweeps beside img2img, table and strips.
+    EditReport(Box<edit_report::EditReportArgs>),
 }
 
 fn main() {
@@ -64,6 +71,8 @@ fn main() {
         Command::TrainUnet(args) => train::train_unet_cmd(*args),
         Command::TrainClassifier(args) => eval::train_classifier_cmd(args),
         Command::Eval(args) => eval::eval_cmd(*args),
+        Command::Edit(args) => edit::edit_cmd(*args),
+        Command::EditReport(args) => edit_report::edit_report_cmd(*args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
