@@ -17,6 +17,7 @@ pub mod config;
 pub mod distill;
 pub mod error;
 pub mod eval;
+pub mod imagic;
 pub mod models;
 pub mod pipelines;
 pub mod schedulers;

@@ -107,6 +107,8 @@ pub fn model_index() -> serde_json::Value {
 
 /// The scheduler the model ships with: SD 1.x's training schedule (scaled_linear
 /// 0.00085..0.012, 1000 steps, epsilon) sampled by DPM++ 2M, which needs few steps.
+/// `clip_sample: false` as in SD 1.5's folder: DDPM/DDIM (`--scheduler ddim`) would
+/// otherwise clamp the predicted x0 to [-1, 1], and latents have std 1.
 pub fn scheduler_config() -> serde_json::Value {
     with_class_name(
         serde_json::json!({
@@ -116,6 +118,7 @@ pub fn scheduler_config() -> serde_json::Value {
             "beta_schedule": "scaled_linear",
             "trained_betas": null,
             "prediction_type": "epsilon",
+            "clip_sample": false,
             "algorithm_type": "dpmsolver++",
             "solver_order": 2,
             "solver_type": "midpoint",

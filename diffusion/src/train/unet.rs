@@ -141,8 +141,14 @@ impl UnetModels {
     pub fn load_pretrained(&self, dir: &Path) -> Result<()> {
         let mut all = std::collections::BTreeMap::new();
         for (prefix, file) in [
-            ("unet.", dir.join("unet").join("diffusion_pytorch_model.safetensors")),
-            ("text_encoder.", dir.join("text_encoder").join("model.safetensors")),
+            (
+                "unet.",
+                dir.join("unet").join("diffusion_pytorch_model.safetensors"),
+            ),
+            (
+                "text_encoder.",
+                dir.join("text_encoder").join("model.safetensors"),
+            ),
         ] {
             for (k, t) in tensor::io::load(&file)? {
                 all.insert(format!("{prefix}{k}"), t);

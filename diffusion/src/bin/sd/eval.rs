@@ -288,7 +288,7 @@ fn render(
                 .enumerate()
                 .filter(|&(p, k)| p != c && k > 0)
                 .collect();
-            others.sort_by(|a, b| b.1.cmp(&a.1));
+            others.sort_by_key(|a| std::cmp::Reverse(a.1));
             let list: Vec<String> = others
                 .iter()
                 .map(|&(p, k)| format!("{} {k}", CLASS_NAMES[p]))

@@ -94,7 +94,7 @@ pub struct GenerateArgs {
 }
 
 /// The shipped model's folder, next to this crate's sources.
-fn default_model() -> PathBuf {
+pub(crate) fn default_model() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("assets")
         .join("fashion-sd")

@@ -13,6 +13,8 @@
 
 mod compare;
 mod distill;
+mod edit;
+mod edit_report;
 mod eval;
 mod generate;
 mod train;
@@ -49,6 +51,11 @@ enum Command {
     Distill(Box<distill::DistillArgs>),
     /// Guided distillation: one evaluation per step instead of CFG's two, then halvings.
     DistillGuided(Box<distill::DistillGuidedArgs>),
+    /// Edit an image towards a text with Imagic (embedding optimisation, UNet
+    /// fine-tuning, interpolation).
+    Edit(Box<edit::EditArgs>),
+    /// The Imagic report on Fashion-MNIST: eta sweeps beside img2img, table and strips.
+    EditReport(Box<edit_report::EditReportArgs>),
 }
 
 fn main() {
@@ -73,6 +80,8 @@ fn main() {
         Command::Eval(args) => eval::eval_cmd(*args),
         Command::Distill(args) => distill::distill_cmd(*args),
         Command::DistillGuided(args) => distill::distill_guided_cmd(*args),
+        Command::Edit(args) => edit::edit_cmd(*args),
+        Command::EditReport(args) => edit_report::edit_report_cmd(*args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
