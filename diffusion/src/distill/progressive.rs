@@ -88,7 +88,7 @@ impl RoundGrids {
 }
 
 /// The teacher's two DDIM steps from the batch's `z_t` (rows on the student grid),
-/// and the student-space target: `(z'', x~, e~, t'')`.
+/// and the student-space target: `(z'', x~, e~)`.
 pub fn two_teacher_steps(
     teacher: &UNet2DConditionModel,
     grids: &RoundGrids,
