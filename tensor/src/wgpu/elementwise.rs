@@ -142,7 +142,7 @@ pub fn where_cond(c: &Tensor, t: &Tensor, f: &Tensor) -> Result<Tensor> {
     let out = launch(
         op,
         &dev,
-        "select(c, b, a != 0.0)",
+        "select(c, b, !(a == 0.0))",
         [0.0; 2],
         &shape,
         &inputs,

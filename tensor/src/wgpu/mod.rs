@@ -8,8 +8,9 @@
 //! - [`elementwise`]: unary / binary / ternary kernels generated from the op enums'
 //!   WGSL snippets, over any strided or broadcast layout; strided copy.
 //! - [`reduce`]: reductions and softmax. [`matmul`]: the matmul ladder (naive,
-//!   shared-memory tiles, register blocking with vec4). [`layers`]: conv2d (im2col +
-//!   matmul), group/layer norm, attention, upsample, cat, index_select.
+//!   shared-memory tiles, register blocking with vec4). [`conv`]: conv2d as an
+//!   implicit GEMM. [`norm`]: group / layer norm. [`attention`]: tiled attention
+//!   with an online softmax. [`layers`]: upsample, pad, cat, index_select.
 //!
 //! Ops route here at their entry (`if x.is_gpu()`): the CPU paths are untouched.
 //! A CPU operand of a GPU op (a scalar, a bias) is uploaded on the way.
@@ -23,12 +24,15 @@
 //! assert_eq!(c.to_vec().unwrap(), vec![7.0, 10.0, 15.0, 22.0]);
 //! ```
 
+pub mod attention;
 pub mod buffer;
 pub mod context;
+pub mod conv;
 pub mod elementwise;
 pub mod kernel;
 pub mod layers;
 pub mod matmul;
+pub mod norm;
 pub mod reduce;
 
 use std::sync::Arc;

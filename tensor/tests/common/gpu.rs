@@ -47,3 +47,17 @@ pub fn assert_close(what: &str, g: &Tensor, c: &Tensor, tol: f32) {
     let d = max_diff(&gv, &cv);
     assert!(d <= tol, "{what}: max abs diff {d} > {tol}");
 }
+
+/// `t` on `dev` with the same layout (permuted, sliced or broadcast views stay
+/// views): its whole storage buffer is uploaded and viewed through `t`'s layout.
+pub fn same_layout(dev: &Device, t: &Tensor) -> Tensor {
+    let Device::Wgpu(w) = dev else {
+        panic!("not a wgpu device")
+    };
+    let buf = tensor::wgpu::buffer::upload(w, t.cpu_storage().unwrap()).unwrap();
+    Tensor::from_storage(
+        std::sync::Arc::new(tensor::Storage::Wgpu(buf)),
+        t.layout().clone(),
+    )
+    .unwrap()
+}
