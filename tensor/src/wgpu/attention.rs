@@ -1,8 +1,8 @@
 //! `scaled_dot_product_attention` on the GPU ([`attention.wgsl`](attention.wgsl)):
-//! tiled, online softmax, the scores never stored. `q: (.., L, D)`, `k: (.., S, D)`,
+//! tiled, online softmax, one workgroup per query, the scores never stored. `q: (.., L, D)`, `k: (.., S, D)`,
 //! `v: (.., S, Dv)`, optional additive `mask` broadcast to `(.., L, S)` ->
-//! `(.., L, Dv)`. Head dims up to 256 (each thread keeps its query and output row
-//! in registers).
+//! `(.., L, Dv)`. Head dims up to 256 (the query row sits in workgroup memory, each
+//! of the 64 threads holds up to 4 output channels).
 
 use super::kernel;
 use super::{buf, device_of, on, output};
@@ -39,8 +39,9 @@ pub(crate) fn attention(p: &Prepared, causal: bool) -> Result<Tensor> {
         op,
         q.numel().max(k.numel()).max(v.numel()).max(mask.numel()),
     )?;
-    let kt = (2048 / p.d.max(p.dv).max(1)).min(64);
+    let rows = nb * p.lq;
     let meta = [
+        rows as u32,
         p.lq as u32,
         p.lk as u32,
         p.d as u32,
@@ -48,9 +49,8 @@ pub(crate) fn attention(p: &Prepared, causal: bool) -> Result<Tensor> {
         p.scale.to_bits(),
         p.mask.is_some() as u32,
         causal as u32,
-        kt as u32,
     ];
-    let groups = [p.lq.div_ceil(64) as u32, nb as u32, 1];
+    let groups = [rows.min(65_535) as u32, rows.div_ceil(65_535) as u32, 1];
     let bufs = [
         buf(op, &out)?,
         buf(op, &q)?,

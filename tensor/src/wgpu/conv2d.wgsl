@@ -20,7 +20,7 @@ var<workgroup> ta: array<vec4<f32>, 256>;
 var<workgroup> tb: array<vec4<f32>, 256>;
 
 // Element (kk, p) of the im2col matrix of sample n, group g.
-fn patch(n: u32, g: u32, kk: u32, p: u32) -> f32 {
+fn im2col_at(n: u32, g: u32, kk: u32, p: u32) -> f32 {
     let kh = info[8];
     let kw = info[9];
     let c = kk / (kh * kw);
@@ -64,7 +64,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             let gkb = t + kb;
             var v = 0.0;
             if (gkb < k && gc < n) {
-                v = patch(sample, g, gkb, gc);
+                v = im2col_at(sample, g, gkb, gc);
             }
             tb[kb * 16u + c / 4u][c % 4u] = v;
         }
