@@ -1,6 +1,7 @@
 //! The tiny model folder `fixtures/tiny-sd` run on wgpu against the same run on
 //! the CPU: text encoder, UNet and VAE on the GPU (`StableDiffusion::to_device`),
-//! the scheduler on whatever device its inputs live on. Without an adapter the
+//! the scheduler on whatever device its inputs live on; txt2img, img2img (the VAE
+//! encoder) and inpainting. Without an adapter the
 //! test prints "skipped: no wgpu adapter" and returns.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -24,14 +25,30 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .fold(0.0, f32::max)
 }
 
-fn generate(sd: &StableDiffusion, kind: SchedulerKind) -> (Tensor, Tensor) {
+/// An image in [-1, 1] and a mask in [0, 1] for img2img and inpainting.
+fn image_and_mask() -> (Tensor, Tensor) {
+    let (h, w) = (32usize, 32usize);
+    let img: Vec<f32> = (0..3 * h * w).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    let mask: Vec<f32> = (0..h * w).map(|i| if (i % w) < w / 2 { 1.0 } else { 0.0 }).collect();
+    (
+        Tensor::from_vec(img, [1, 3, h, w]).unwrap(),
+        Tensor::from_vec(mask, [1, 1, h, w]).unwrap(),
+    )
+}
+
+fn generate(sd: &StableDiffusion, kind: SchedulerKind, mode: usize) -> (Tensor, Tensor) {
     let mut scheduler = make_scheduler(kind, &sd.scheduler_config).unwrap();
+    let (image, mask) = image_and_mask();
     let params = GenerateParams {
         prompts: vec!["a red sneaker".into(), "a boot".into()],
         negative_prompts: vec!["blurry".into(), "".into()],
         num_inference_steps: 4,
         guidance_scale: 7.5,
         seed: 42,
+        // mode 0: txt2img; 1: img2img (VAE encode); 2: inpainting.
+        init_image: (mode > 0).then_some(image),
+        strength: if mode > 0 { 0.7 } else { 1.0 },
+        mask: (mode == 2).then_some(mask),
         ..Default::default()
     };
     let out = sd.generate(&params, scheduler.as_mut(), None).unwrap();
@@ -55,11 +72,16 @@ fn tiny_sd_on_wgpu_matches_cpu() {
         .params()
         .iter()
         .all(|p| p.value().is_gpu()));
-    for kind in [SchedulerKind::Ddim, SchedulerKind::EulerAncestral] {
-        let (cl, ci) = generate(&cpu_sd, kind);
-        let (gl, gi) = generate(&gpu_sd, kind);
+    for (kind, mode) in [
+        (SchedulerKind::Ddim, 0),
+        (SchedulerKind::EulerAncestral, 0),
+        (SchedulerKind::Pndm, 1),
+        (SchedulerKind::Ddim, 2),
+    ] {
+        let (cl, ci) = generate(&cpu_sd, kind, mode);
+        let (gl, gi) = generate(&gpu_sd, kind, mode);
         let (dl, di) = (max_abs_diff(&gl, &cl), max_abs_diff(&gi, &ci));
-        eprintln!("{kind:?}: wgpu vs cpu: latents {dl:.2e}, images {di:.2e}");
+        eprintln!("{kind:?} mode {mode}: wgpu vs cpu: latents {dl:.2e}, images {di:.2e}");
         // Four denoising steps of two UNet calls each compound the per-op 1e-4
         // (f32 sums in another order on the GPU): latents to 1e-3, as the pipeline
         // tests hold the CPU to diffusers.

@@ -7,6 +7,18 @@
 //!
 //! Also the strided copy (`contiguous()` of a view) and the scalar ops the CPU
 //! writes as closures (`affine`, `powf`, `clamp`...), as expressions in `p0`, `p1`.
+//!
+//! ```
+//! use tensor::{Device, Tensor};
+//! let Ok(gpu) = Device::wgpu() else {
+//!     println!("skipped: no wgpu adapter");
+//!     return;
+//! };
+//! let a = Tensor::from_slice(&[1.0, 2.0, 3.0], [3, 1]).unwrap().to_device(&gpu).unwrap();
+//! let b = Tensor::from_slice(&[10.0, 20.0], [2]).unwrap(); // a CPU operand, uploaded
+//! assert_eq!(a.add(&b).unwrap().to_vec().unwrap(), vec![11.0, 21.0, 12.0, 22.0, 13.0, 23.0]);
+//! assert_eq!(a.t().unwrap().relu().unwrap().to_vec().unwrap(), vec![1.0, 2.0, 3.0]);
+//! ```
 
 use super::kernel::{self, FLAT_ID, OFFSET_OF};
 use super::{buf, device_of, on, output, WgpuBuffer, WgpuDevice};

@@ -7,6 +7,19 @@
 //! `index_select` along dim 0 of a contiguous tensor is a list of buffer-to-buffer
 //! row copies, split at chunk boundaries, so CLIP's 152 MB token table works on an
 //! adapter that binds at most 128 MB. `x: (N, C, H, W) -> (N, C, H', W')`.
+//!
+//! ```
+//! use tensor::{Device, Tensor};
+//! let Ok(gpu) = Device::wgpu() else {
+//!     println!("skipped: no wgpu adapter");
+//!     return;
+//! };
+//! let x = Tensor::from_slice(&[1.0, 2.0, 3.0, 4.0], [1, 1, 2, 2]).unwrap().to_device(&gpu).unwrap();
+//! let up = x.upsample_nearest2d(4, 4).unwrap().to_vec().unwrap();
+//! assert_eq!(&up[..8], &[1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]);
+//! let rows = Tensor::embedding(&x.reshape([2, 2]).unwrap(), &[1, 0, 1]).unwrap();
+//! assert_eq!(rows.to_vec().unwrap(), vec![3.0, 4.0, 1.0, 2.0, 3.0, 4.0]);
+//! ```
 
 use std::sync::Arc;
 

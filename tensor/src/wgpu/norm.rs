@@ -7,6 +7,17 @@
 //! cancellation). A third pass writes `(x - mean) * rstd * w[c] + b[c]`, optionally
 //! followed by SiLU (SD's ResnetBlock2D opens with `silu(group_norm(x))`).
 //! `x: (N, C, *) -> same`; `x: (*, D) -> same`.
+//!
+//! ```
+//! use tensor::{Device, Tensor};
+//! let Ok(gpu) = Device::wgpu() else {
+//!     println!("skipped: no wgpu adapter");
+//!     return;
+//! };
+//! let x = Tensor::from_slice(&[1.0, 3.0], [1, 2]).unwrap().to_device(&gpu).unwrap();
+//! let y = x.layer_norm(&[2], None, None, 0.0).unwrap().to_vec().unwrap();
+//! assert!((y[0] + 1.0).abs() < 1e-6 && (y[1] - 1.0).abs() < 1e-6);
+//! ```
 
 use super::kernel;
 use super::{buf, device_of, on, output};

@@ -8,6 +8,19 @@
 //! layout is read in place. Accumulation is in f32 (the CPU uses f64), so a sum of
 //! n values may differ from the CPU by about `n * 6e-8` of its magnitude.
 //! `x: (2, 3, 4).sum(&[0, 2]) -> (3,)`.
+//!
+//! ```
+//! use tensor::{Device, Tensor};
+//! let Ok(gpu) = Device::wgpu() else {
+//!     println!("skipped: no wgpu adapter");
+//!     return;
+//! };
+//! let x = Tensor::arange(0.0, 6.0, 1.0).unwrap().reshape([2, 3]).unwrap().to_device(&gpu).unwrap();
+//! assert_eq!(x.sum(&[0], false).unwrap().to_vec().unwrap(), vec![3.0, 5.0, 7.0]);
+//! assert_eq!(x.max(&[1], false).unwrap().to_vec().unwrap(), vec![2.0, 5.0]);
+//! let p = x.softmax(1).unwrap().to_vec().unwrap();
+//! assert!((p[0] - 0.090_030_57).abs() < 1e-6);
+//! ```
 
 use super::kernel::{self, FLAT_ID};
 use super::{buf, device_of, on, output};

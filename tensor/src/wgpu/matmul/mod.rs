@@ -10,6 +10,20 @@
 //! transposed or broadcast operand is read in place, like the CPU's `MatRef`) and
 //! write a contiguous `(batch.., m, n)`; the batch is the grid's z dimension.
 //! `Tensor::matmul` on wgpu uses rung 3.
+//!
+//! ```
+//! use tensor::wgpu::matmul::{matmul_with, MatmulKernel};
+//! use tensor::{Device, Tensor};
+//! let Ok(gpu) = Device::wgpu() else {
+//!     println!("skipped: no wgpu adapter");
+//!     return;
+//! };
+//! let a = Tensor::from_slice(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [2, 3]).unwrap().to_device(&gpu).unwrap();
+//! let b = Tensor::from_slice(&[1.0, 0.0, 0.0, 1.0, 1.0, 1.0], [3, 2]).unwrap().to_device(&gpu).unwrap();
+//! for k in MatmulKernel::ALL {
+//!     assert_eq!(matmul_with(k, &a, &b).unwrap().to_vec().unwrap(), vec![4.0, 5.0, 10.0, 11.0]);
+//! }
+//! ```
 
 use super::kernel;
 use super::{buf, device_of, on, output};
