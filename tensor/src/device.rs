@@ -12,7 +12,6 @@
 //! // With a GPU: let g = x.to_device(&Device::wgpu()?)?; g.exp()?.to_vec()?
 //! ```
 
-use std::sync::Arc;
 
 use crate::error::{Result, TensorError};
 use crate::storage::Storage;
@@ -105,7 +104,7 @@ impl Tensor {
                 let slice = data.contiguous_slice()?.unwrap_or(&[]);
                 let buf = crate::wgpu::buffer::upload(d, slice)?;
                 Tensor::from_storage(
-                    Arc::new(Storage::Wgpu(buf)),
+                    std::sync::Arc::new(Storage::Wgpu(buf)),
                     crate::layout::Layout::contiguous(self.shape().clone()),
                 )
             }
