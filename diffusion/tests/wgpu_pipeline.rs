@@ -28,8 +28,12 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 /// An image in [-1, 1] and a mask in [0, 1] for img2img and inpainting.
 fn image_and_mask() -> (Tensor, Tensor) {
     let (h, w) = (32usize, 32usize);
-    let img: Vec<f32> = (0..3 * h * w).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
-    let mask: Vec<f32> = (0..h * w).map(|i| if (i % w) < w / 2 { 1.0 } else { 0.0 }).collect();
+    let img: Vec<f32> = (0..3 * h * w)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    let mask: Vec<f32> = (0..h * w)
+        .map(|i| if (i % w) < w / 2 { 1.0 } else { 0.0 })
+        .collect();
     (
         Tensor::from_vec(img, [1, 3, h, w]).unwrap(),
         Tensor::from_vec(mask, [1, 1, h, w]).unwrap(),

@@ -12,7 +12,6 @@
 //! // With a GPU: let g = x.to_device(&Device::wgpu()?)?; g.exp()?.to_vec()?
 //! ```
 
-
 use crate::error::{Result, TensorError};
 use crate::storage::Storage;
 use crate::tensor::Tensor;

@@ -114,6 +114,54 @@ fn norms_match_cpu() {
     }
 }
 
+/// Inputs that start inside their buffer (a narrowed view: contiguous, with an
+/// offset) reach the kernels that index buffers directly.
+#[test]
+fn offset_views_match_cpu() {
+    let Some(d) = gpu("offset_views_match_cpu") else {
+        return;
+    };
+    let big = rand(&[3, 6, 5, 7], 77);
+    let x = big.narrow(0, 1, 2).unwrap();
+    assert!(x.is_contiguous() && x.layout().offset() > 0);
+    let g = same_layout(&d, &x);
+    let want = x.group_norm(2, None, None, 1e-5).unwrap();
+    assert_close(
+        "group_norm",
+        &g.group_norm(2, None, None, 1e-5).unwrap(),
+        &want,
+        TOL,
+    );
+    let want = x.layer_norm(&[7], None, None, 1e-5).unwrap();
+    assert_close(
+        "layer_norm",
+        &g.layer_norm(&[7], None, None, 1e-5).unwrap(),
+        &want,
+        TOL,
+    );
+    assert_close(
+        "softmax",
+        &g.softmax(1).unwrap(),
+        &x.softmax(1).unwrap(),
+        TOL,
+    );
+    let up = x.upsample_nearest2d(10, 14).unwrap();
+    assert_close("upsample", &g.upsample_nearest2d(10, 14).unwrap(), &up, 0.0);
+    let w = rand(&[4, 6, 3, 3], 78);
+    let want = x.conv2d(&w, None, (1, 1), (1, 1), (1, 1), 1).unwrap();
+    let got = g.conv2d(&w, None, (1, 1), (1, 1), (1, 1), 1).unwrap();
+    assert_close("conv2d", &got, &want, TOL);
+    let q = big.narrow(0, 1, 1).unwrap();
+    let gq = same_layout(&d, &q);
+    let want = q
+        .scaled_dot_product_attention(&q, &q, None, None, false)
+        .unwrap();
+    let got = gq
+        .scaled_dot_product_attention(&gq, &gq, None, None, false)
+        .unwrap();
+    assert_close("attention", &got, &want, TOL);
+}
+
 #[test]
 fn attention_matches_cpu() {
     let Some(d) = gpu("attention_matches_cpu") else {

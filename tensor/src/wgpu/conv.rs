@@ -19,14 +19,7 @@ pub(crate) fn conv2d(
 ) -> Result<Tensor> {
     let op = "conv2d";
     let dev = device_of(&[x, weight]).ok_or_else(|| TensorError::invalid(op, "not on wgpu"))?;
-    let packed = |t: &Tensor| -> Result<Tensor> {
-        let t = on(&dev, t)?;
-        if t.is_contiguous() && t.layout().offset() == 0 {
-            Ok(t)
-        } else {
-            super::elementwise::copy(&t)
-        }
-    };
+    let packed = |t: &Tensor| super::elementwise::packed(&on(&dev, t)?);
     let (x, w) = (packed(x)?, packed(weight)?);
     let b = packed(bias.unwrap_or(&Tensor::zeros([1])))?;
     let out = output(&dev, op, vec![g.n, g.o, g.oh, g.ow])?;

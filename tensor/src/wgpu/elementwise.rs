@@ -183,6 +183,16 @@ pub fn copy(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// `x` contiguous from element 0 of its buffer (a copy unless it already is), for
+/// kernels that index the buffer directly.
+pub fn packed(x: &Tensor) -> Result<Tensor> {
+    if x.is_contiguous() && x.layout().offset() == 0 {
+        Ok(x.clone())
+    } else {
+        copy(x)
+    }
+}
+
 /// `x ^ e` with the CPU's exact fast paths.
 pub fn powf_expr(e: f32) -> &'static str {
     match e {

@@ -213,7 +213,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 pub fn upsample_nearest2d(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor> {
     let op = "upsample_nearest2d";
     let dev = device_of(&[x]).ok_or_else(|| TensorError::invalid(op, "not on wgpu"))?;
-    let x = x.contiguous()?;
+    let x = super::elementwise::packed(&x.contiguous()?)?;
     let r = x.rank();
     let (h, w) = (x.dims()[r - 2], x.dims()[r - 1]);
     let mut dims = x.dims().to_vec();

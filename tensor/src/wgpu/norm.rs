@@ -97,12 +97,7 @@ fn norm(
     silu: bool,
 ) -> Result<Tensor> {
     let dev = device_of(&[x]).ok_or_else(|| TensorError::invalid(op, "not on wgpu"))?;
-    let x = on(&dev, x)?.contiguous()?;
-    let x = if x.layout().offset() == 0 {
-        x
-    } else {
-        super::elementwise::copy(&x)?
-    };
+    let x = super::elementwise::packed(&on(&dev, x)?)?;
     let out = output(&dev, op, x.dims().to_vec())?;
     if x.numel() == 0 || len == 0 {
         return Ok(out);
@@ -110,9 +105,8 @@ fn norm(
     kernel::check_u32(op, x.numel())?;
     let rows = x.numel() / len;
     let dummy = Tensor::zeros([1]);
-    let w = on(&dev, &weight.unwrap_or(&dummy).contiguous()?)?.contiguous()?;
-    let b = on(&dev, &bias.unwrap_or(&dummy).contiguous()?)?.contiguous()?;
-    let (w, b) = (super::elementwise::copy(&w)?, super::elementwise::copy(&b)?);
+    let w = super::elementwise::packed(&on(&dev, weight.unwrap_or(&dummy))?)?;
+    let b = super::elementwise::packed(&on(&dev, bias.unwrap_or(&dummy))?)?;
     let meta = [
         rows as u32,
         len as u32,

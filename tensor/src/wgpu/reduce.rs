@@ -208,7 +208,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 pub fn softmax(x: &Tensor, d: usize, log: bool) -> Result<Tensor> {
     let name = if log { "log_softmax" } else { "softmax" };
     let dev = device_of(&[x]).ok_or_else(|| TensorError::invalid(name, "not on wgpu"))?;
-    let x = on(&dev, x)?.contiguous()?;
+    let x = super::elementwise::packed(&on(&dev, x)?)?;
     let dims = x.dims().to_vec();
     let out = output(&dev, name, dims.clone())?;
     let n = dims[d];
