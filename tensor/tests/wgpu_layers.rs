@@ -330,6 +330,19 @@ fn errors_are_reported_not_panicked() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("two different GPU contexts"), "{e}");
+    // Ops without a GPU kernel yet say where the tensor lives and how to move it.
+    let e = g.argmax(0, false).unwrap_err().to_string();
+    assert!(
+        e.contains("lives on wgpu") && e.contains("to_device"),
+        "{e}"
+    );
+    // add_bias_act is composed from add and the activation on the GPU.
+    let (x, b) = (rand(&[3, 5], 60), rand(&[5], 61));
+    let want = x
+        .add_bias_act(&b, Some(tensor::ops::unary::UnaryOp::Gelu))
+        .unwrap();
+    let got = to(&d, &x).add_bias_act(&b, Some(tensor::ops::unary::UnaryOp::Gelu));
+    assert_close("add_bias_act", &got.unwrap(), &want, TOL);
     // A head dim the attention kernel cannot hold.
     let q = to(&d, &Tensor::ones([1, 1, 2, 300]));
     let e = q
