@@ -56,6 +56,19 @@ pub enum TensorError {
     /// A file whose contents are not what its format promises.
     #[error("{path}: {msg}")]
     Format { path: PathBuf, msg: String },
+    /// No GPU adapter (wgpu found no Vulkan/Metal/DX12 device).
+    #[error("wgpu: no adapter: {0}")]
+    NoAdapter(String),
+    /// The GPU ran out of memory (reported by the driver through an error scope).
+    #[error("{op}: out of GPU memory allocating {bytes} bytes: {msg}")]
+    DeviceOutOfMemory {
+        op: &'static str,
+        bytes: u64,
+        msg: String,
+    },
+    /// The GPU device was lost (driver reset, hang, unplugged) or reported an error.
+    #[error("{op}: GPU device error: {msg}")]
+    Device { op: &'static str, msg: String },
 }
 
 /// Result alias used throughout the crate.

@@ -1,11 +1,13 @@
 //! A strided CPU tensor written from scratch: shapes and layouts, zero-copy views,
 //! elementwise ops with NumPy broadcasting, reductions, matmul (a ladder from naive
 //! loops to packed SIMD), convolutions and norms, random number generators, and
-//! safetensors / PNG I/O.
+//! safetensors / PNG I/O, and (cargo feature `wgpu`, on by default) the same ops on a
+//! GPU through WGSL compute shaders.
 //!
 //! Each module names the lesson (`lessons/NN-*`) that builds its idea from scratch.
 
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod io;
 pub mod layout;
@@ -15,7 +17,10 @@ pub mod random;
 pub mod shape;
 pub mod storage;
 pub mod tensor;
+#[cfg(feature = "wgpu")]
+pub mod wgpu;
 
+pub use device::Device;
 pub use error::{Result, TensorError};
 pub use layout::{Layout, StridedIndex};
 pub use random::Rng;

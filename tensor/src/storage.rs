@@ -1,12 +1,16 @@
 //! Storage: the flat buffer behind one or more tensors. Immutable once shared
 //! (tensors hold it in an `Arc`); ops write new storage. This enum is the only place
-//! that matches on device. The wgpu variant arrives with the wgpu backend.
+//! that matches on device: `Cpu` holds a `Vec<f32>`, `Wgpu` (with the default cargo
+//! feature `wgpu`) a GPU buffer, see [`crate::wgpu`].
 
 /// Flat element buffer on one device.
 #[derive(Debug, Clone)]
 pub enum Storage {
     /// Host memory, f32 (the compute type).
     Cpu(Vec<f32>),
+    /// GPU memory through wgpu (Vulkan, Metal, DX12), f32.
+    #[cfg(feature = "wgpu")]
+    Wgpu(crate::wgpu::WgpuBuffer),
 }
 
 impl Storage {
@@ -14,6 +18,8 @@ impl Storage {
     pub fn len(&self) -> usize {
         match self {
             Storage::Cpu(v) => v.len(),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(b) => b.len(),
         }
     }
 
@@ -26,6 +32,8 @@ impl Storage {
     pub fn device_name(&self) -> &'static str {
         match self {
             Storage::Cpu(_) => "cpu",
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(_) => "wgpu",
         }
     }
 }

@@ -158,10 +158,19 @@ impl Tensor {
         Ok(self.dims()[self.shape().dim("dim", dim)?])
     }
 
-    /// The whole CPU storage buffer (index it through [`Tensor::layout`]).
+    /// The whole CPU storage buffer (index it through [`Tensor::layout`]). Errors for
+    /// a tensor on another device (move it with [`Tensor::to_device`] first).
     pub fn cpu_storage(&self) -> Result<&[f32]> {
         match self.storage.as_ref() {
             Storage::Cpu(v) => Ok(v),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(_) => Err(TensorError::invalid(
+                "cpu_storage",
+                format!(
+                    "tensor of shape {:?} lives on wgpu; call to_device(&Device::Cpu) first",
+                    self.dims()
+                ),
+            )),
         }
     }
 
@@ -171,8 +180,13 @@ impl Tensor {
         Ok(self.layout.contiguous_range().map(|r| &data[r]))
     }
 
-    /// The elements in row-major logical order.
+    /// The elements in row-major logical order (downloaded from the GPU for a
+    /// tensor on wgpu).
     pub fn to_vec(&self) -> Result<Vec<f32>> {
+        #[cfg(feature = "wgpu")]
+        if let Storage::Wgpu(b) = self.storage.as_ref() {
+            return crate::wgpu::buffer::download_layout(b, &self.layout);
+        }
         if let Some(s) = self.contiguous_slice()? {
             return Ok(s.to_vec());
         }
@@ -200,6 +214,10 @@ impl Tensor {
     pub fn contiguous(&self) -> Result<Tensor> {
         if self.is_contiguous() {
             return Ok(self.clone());
+        }
+        #[cfg(feature = "wgpu")]
+        if let Storage::Wgpu(_) = self.storage.as_ref() {
+            return crate::wgpu::elementwise::copy(self);
         }
         Self::from_vec(self.to_vec()?, self.shape().clone())
     }

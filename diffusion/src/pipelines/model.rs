@@ -88,6 +88,22 @@ impl StableDiffusion {
         })
     }
 
+    /// Move every weight (text encoder, UNet, VAE) to `device`; the models then run
+    /// there (`tensor::Device::wgpu()` for the GPU). Inputs made on the CPU
+    /// (latents, timesteps, masks) are uploaded by the ops that meet them.
+    pub fn to_device(&self, device: &tensor::Device) -> Result<()> {
+        for store in [
+            &self.text_encoder_params,
+            &self.unet_params,
+            &self.vae_params,
+        ] {
+            for p in store.params() {
+                p.set(p.value().to_device(device)?)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The VAE's downscaling factor (8 for SD: 2^(number of VAE blocks - 1)).
     pub fn vae_scale_factor(&self) -> usize {
         1 << self.vae.config().block_out_channels.len().saturating_sub(1)

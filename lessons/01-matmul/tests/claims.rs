@@ -237,3 +237,63 @@ fn claim_10_tensor_matmul_is_the_at_operator() {
         assert_eq!(chunk, c.to_flat().as_slice());
     }
 }
+
+/// The default GPU, or `None` after printing that the GPU claims were skipped.
+fn gpu(claim: &str) -> Option<tensor::Device> {
+    match tensor::Device::wgpu() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            println!("skipped: no wgpu adapter ({claim}: {e})");
+            None
+        }
+    }
+}
+
+fn on_gpu(m: &Matrix, d: &tensor::Device) -> Tensor {
+    let (r, c) = m.shape();
+    Tensor::from_vec(m.to_flat(), [r, c])
+        .unwrap()
+        .to_device(d)
+        .unwrap()
+}
+
+#[test]
+fn claim_11_every_gpu_rung_matches_loops_to_rounding() {
+    use tensor::wgpu::matmul::{matmul_with, MatmulKernel};
+    let Some(d) = gpu("claim_11") else { return };
+    for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
+        let (a, b) = pair(m, k, n, 110 + i as u64);
+        let (ga, gb) = (on_gpu(&a, &d), on_gpu(&b, &d));
+        for kernel in MatmulKernel::ALL {
+            let c = matmul_with(kernel, &ga, &gb).unwrap();
+            assert!(c.is_gpu());
+            let got = Matrix::from_flat(m, n, &c.to_vec().unwrap()).unwrap();
+            assert_within_rounding(&got, &a, &b);
+        }
+    }
+}
+
+#[test]
+fn claim_12_a_transposed_view_needs_no_copy_on_the_gpu_either() {
+    use tensor::wgpu::matmul::{matmul_with, MatmulKernel};
+    let Some(d) = gpu("claim_12") else { return };
+    let a = Matrix::random(29, 45, 120);
+    let bt = Matrix::random(70, 45, 121); // B^T stored row-major; B is 45 x 70
+    let ga = on_gpu(&a, &d);
+    let view = on_gpu(&bt, &d).t().unwrap(); // (45, 70), strides swapped, no copy
+    assert!(!view.is_contiguous());
+    let copy = view.contiguous().unwrap();
+    assert!(copy.is_contiguous() && copy.is_gpu());
+    let to_bits = |t: &Tensor| {
+        t.to_vec()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect::<Vec<_>>()
+    };
+    for kernel in MatmulKernel::ALL {
+        let c_view = matmul_with(kernel, &ga, &view).unwrap();
+        let c_copy = matmul_with(kernel, &ga, &copy).unwrap();
+        assert_eq!(to_bits(&c_view), to_bits(&c_copy), "{kernel:?}");
+    }
+}

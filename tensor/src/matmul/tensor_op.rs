@@ -99,6 +99,17 @@ impl Tensor {
         let mut out_dims = batch.dims().to_vec();
         out_dims.extend([m, n]);
         let batches = batch.numel();
+        #[cfg(feature = "wgpu")]
+        if lhs.is_gpu() || rhs.is_gpu() {
+            let mut dims = out_dims;
+            if rhs_vec {
+                dims.remove(dims.len() - 1);
+            }
+            if lhs_vec {
+                dims.remove(dims.len() - if rhs_vec { 1 } else { 2 });
+            }
+            return crate::wgpu::matmul::matmul(&lhs, &rhs)?.reshape(dims);
+        }
         let mut out = vec![0.0f32; batches * m * n];
         let rhs_shared = rhs.dims()[..batch.rank()]
             .iter()

@@ -198,6 +198,10 @@ impl Tensor {
         causal: bool,
     ) -> Result<Tensor> {
         let p = prepare(self, k, v, mask, scale)?;
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() || k.is_gpu() || v.is_gpu() {
+            return crate::wgpu::attention::attention(&p, causal);
+        }
         attention_with(Kernel::detect(), &p, causal)
     }
 

@@ -49,6 +49,14 @@ impl Tensor {
     /// in one pass.
     pub fn add_bias_act(&self, bias: &Tensor, act: Option<UnaryOp>) -> Result<Tensor> {
         let n = check(self, bias)?;
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() || bias.is_gpu() {
+            let y = self.add(bias)?;
+            return match act {
+                Some(op) => op.map(&y),
+                None => Ok(y),
+            };
+        }
         let x = self.contiguous()?;
         let b = bias.contiguous()?;
         let (src, b) = (contiguous_data(&x)?, contiguous_data(&b)?);

@@ -237,6 +237,10 @@ impl BinaryOp {
 
     /// Apply this op to `a` and `b` with broadcasting.
     pub fn zip(self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        #[cfg(feature = "wgpu")]
+        if a.is_gpu() || b.is_gpu() {
+            return crate::wgpu::elementwise::binary(self, a, b);
+        }
         // One arm per op so each closure is a constant op the compiler can inline.
         macro_rules! dispatch {
             ($($v:ident),*) => {
@@ -297,6 +301,10 @@ impl Tensor {
     /// `on_true` where `self != 0`, else `on_false` (as `torch.where(cond, a, b)`), with
     /// all three broadcast together. NaN in the condition counts as true.
     pub fn where_cond(&self, on_true: &Tensor, on_false: &Tensor) -> Result<Tensor> {
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() || on_true.is_gpu() || on_false.is_gpu() {
+            return crate::wgpu::elementwise::where_cond(self, on_true, on_false);
+        }
         zip3("where_cond", self, on_true, on_false, |c, t, f| {
             if c != 0.0 {
                 t

@@ -63,6 +63,11 @@ impl Tensor {
             }
             out_dims[d] += t.dims()[d];
         }
+        #[cfg(feature = "wgpu")]
+        if tensors.iter().any(|t| t.borrow().is_gpu()) {
+            let refs: Vec<&Tensor> = tensors.iter().map(|t| t.borrow()).collect();
+            return crate::wgpu::layers::cat(&refs, d, out_dims);
+        }
         let outer: usize = out_dims[..d].iter().product();
         let inner: usize = out_dims[d + 1..].iter().product();
         let parts = tensors

@@ -229,6 +229,11 @@ pub(crate) fn run_conv2d(
         dilation,
         groups,
     )?;
+    #[cfg(feature = "wgpu")]
+    if x.is_gpu() || weight.is_gpu() {
+        let y = crate::wgpu::conv::conv2d(&x, weight, bias, &g)?;
+        return if unbatched { y.squeeze(0) } else { Ok(y) };
+    }
     let x = x.contiguous()?;
     let w = weight.contiguous()?;
     let b = bias.map(Tensor::contiguous).transpose()?;

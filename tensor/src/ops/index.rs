@@ -38,6 +38,10 @@ impl Tensor {
                 size,
             });
         }
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() {
+            return crate::wgpu::layers::index_select(self, d, indices);
+        }
         let outer: usize = dims[..d].iter().product();
         let inner: usize = dims[d + 1..].iter().product();
         let x = self.contiguous()?;
@@ -137,6 +141,12 @@ impl Tensor {
                     weight.dims()
                 ),
             ));
+        }
+        #[cfg(feature = "wgpu")]
+        if weight.is_gpu() {
+            let mut dims = shape.to_vec();
+            dims.push(width);
+            return crate::wgpu::layers::index_select(weight, 0, ids)?.reshape(dims);
         }
         let w = weight.contiguous()?;
         let data = contiguous_data(&w)?;

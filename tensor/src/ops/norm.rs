@@ -264,6 +264,11 @@ fn group_norm_impl<A: Act>(
     eps: f64,
 ) -> Result<Tensor> {
     let (w, b, c, spatial) = check_group_norm(x, num_groups, weight, bias, eps)?;
+    #[cfg(feature = "wgpu")]
+    if x.is_gpu() {
+        let silu = std::any::type_name::<A>() == std::any::type_name::<SiluAct>();
+        return crate::wgpu::norm::group_norm(x, num_groups, w.as_ref(), b.as_ref(), eps, silu);
+    }
     let w = w.as_ref().map(contiguous_data).transpose()?;
     let b = b.as_ref().map(contiguous_data).transpose()?;
     let cg = c / num_groups;
@@ -337,6 +342,10 @@ impl Tensor {
         eps: f64,
     ) -> Result<Tensor> {
         let (w, b, row) = check_layer_norm(self, normalized_shape, weight, bias, eps)?;
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() {
+            return crate::wgpu::norm::layer_norm(self, row, w.as_ref(), b.as_ref(), eps);
+        }
         let x = self.contiguous()?;
         let data = contiguous_data(&x)?;
         if row == 0 {

@@ -239,6 +239,11 @@ fn reduce(x: &Tensor, op: ReduceOp, mean: bool, dims: &[isize], keepdim: bool) -
             ),
         ));
     }
+    #[cfg(feature = "wgpu")]
+    if x.is_gpu() {
+        let scale = if mean { 1.0 / count as f32 } else { 1.0 };
+        return crate::wgpu::reduce::reduce(x, op, &sp.kept, &sp.reduced, sp.out_dims, scale);
+    }
     let acc = fold(x, op, &sp)?;
     let out = if mean {
         acc.iter().map(|&s| (s / count as f64) as f32).collect()
@@ -323,6 +328,10 @@ impl Tensor {
         let mean = self.mean(dims, true)?;
         let ss = self.sub(&mean)?.sqr()?.sum(dims, keepdim)?;
         let denom = n.saturating_sub(correction) as f32;
+        #[cfg(feature = "wgpu")]
+        if ss.is_gpu() {
+            return crate::wgpu::elementwise::map_expr("var", &ss, "x / p0", [denom, 0.0]);
+        }
         crate::ops::unary::map(&ss, |s| s / denom)
     }
     /// Standard deviation: `sqrt(var)`.

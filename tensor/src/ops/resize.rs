@@ -64,6 +64,10 @@ impl Tensor {
                 ),
             ));
         }
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() {
+            return crate::wgpu::layers::upsample_nearest2d(self, out_h, out_w);
+        }
         let x = self.contiguous()?;
         let data = contiguous_data(&x)?;
         let cols: Vec<usize> = (0..out_w).map(|j| nearest_index(j, w, out_w)).collect();
@@ -104,6 +108,10 @@ impl Tensor {
     /// the one before it, and so on (`F.pad(x, (l, r, t, b), value=v)` is
     /// `x.pad(&[(l, r), (t, b)], v)`).
     pub fn pad(&self, pads: &[(usize, usize)], value: f32) -> Result<Tensor> {
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() && pads.len() <= self.rank() {
+            return crate::wgpu::layers::pad(self, pads, value);
+        }
         self.pad_with(pads, PadMode::Constant(value))
     }
 

@@ -109,6 +109,10 @@ fn softmax_impl(x: &Tensor, name: &'static str, dim: isize, log: bool) -> Result
         return softmax_impl(&x.reshape([1])?, name, 0, log)?.reshape(Vec::<usize>::new());
     }
     let d = x.shape().dim(name, dim)?;
+    #[cfg(feature = "wgpu")]
+    if x.is_gpu() {
+        return crate::wgpu::reduce::softmax(x, d, log);
+    }
     let dims = x.dims().to_vec();
     let n = dims[d];
     let b: usize = dims[d + 1..].iter().product();

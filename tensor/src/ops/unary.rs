@@ -228,6 +228,10 @@ impl UnaryOp {
     /// through the explicit AVX-512 / AVX2 kernels of [`crate::ops::act_slice`], which give the same
     /// bits as [`UnaryOp::apply`].
     pub fn map(self, x: &Tensor) -> Result<Tensor> {
+        #[cfg(feature = "wgpu")]
+        if x.is_gpu() {
+            return crate::wgpu::elementwise::unary(self, x);
+        }
         if vmath::has_vector_form(self) {
             return map_vector(self, x);
         }
@@ -440,23 +444,48 @@ impl Tensor {
     }
     /// The error function, elementwise.
     pub fn erf(&self) -> Result<Tensor> {
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() {
+            return crate::wgpu::elementwise::map_expr("erf", self, "erf_f32(x)", [0.0, 0.0]);
+        }
         map_with(self, erf, true)
     }
 
     /// `x * mul + add`.
     pub fn affine(&self, mul: f32, add: f32) -> Result<Tensor> {
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() {
+            return crate::wgpu::elementwise::map_expr("affine", self, "x * p0 + p1", [mul, add]);
+        }
         map(self, |x| x * mul + add)
     }
     /// `x + value`.
     pub fn add_scalar(&self, value: f32) -> Result<Tensor> {
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() {
+            return crate::wgpu::elementwise::map_expr("add_scalar", self, "x + p0", [value, 0.0]);
+        }
         map(self, |x| x + value)
     }
     /// `x * value`.
     pub fn mul_scalar(&self, value: f32) -> Result<Tensor> {
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() {
+            return crate::wgpu::elementwise::map_expr("mul_scalar", self, "x * p0", [value, 0.0]);
+        }
         map(self, |x| x * value)
     }
     /// `x ^ exponent`, with PyTorch's exact fast paths for 2, 3, 0.5, -0.5, -1, -2.
     pub fn powf(&self, exponent: f32) -> Result<Tensor> {
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() {
+            return crate::wgpu::elementwise::map_expr(
+                "powf",
+                self,
+                crate::wgpu::elementwise::powf_expr(exponent),
+                [exponent, 0.0],
+            );
+        }
         match exponent {
             1.0 => map(self, |x| x),
             2.0 => map(self, |x| x * x),
@@ -471,6 +500,15 @@ impl Tensor {
     /// `min(max(x, min), max)`; NaN stays NaN, and `min > max` gives `max` everywhere
     /// (as `torch.clamp`).
     pub fn clamp(&self, min: f32, max: f32) -> Result<Tensor> {
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() {
+            return crate::wgpu::elementwise::map_expr(
+                "clamp",
+                self,
+                "select(min(max(x, p0), p1), x, x != x)",
+                [min, max],
+            );
+        }
         map(self, |x| {
             if x.is_nan() {
                 x

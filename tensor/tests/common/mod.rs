@@ -11,6 +11,7 @@
     clippy::panic
 )]
 
+pub mod gpu;
 pub mod layouts;
 
 pub use layouts::{

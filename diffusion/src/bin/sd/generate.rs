@@ -113,12 +113,6 @@ fn free_out_name() -> PathBuf {
 }
 
 pub fn run(mut args: GenerateArgs) -> Result<()> {
-    if args.device == Device::Wgpu {
-        return Err(DiffusionError::invalid(
-            "--device",
-            "the wgpu backend is not part of this build yet; use --device cpu",
-        ));
-    }
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
@@ -160,6 +154,15 @@ pub fn run(mut args: GenerateArgs) -> Result<()> {
             path.display(),
             tokens.join(" ")
         );
+    }
+    if args.device == Device::Wgpu {
+        // CLIP, UNet and VAE weights go to the GPU; the scheduler runs where its
+        // inputs are. No adapter, or a driver error, is a clear error.
+        let gpu = tensor::Device::wgpu()?;
+        if let tensor::Device::Wgpu(w) = &gpu {
+            eprintln!("device: {:?}", w.context());
+        }
+        sd.to_device(&gpu)?;
     }
     let load_time = t0.elapsed();
 
