@@ -81,6 +81,28 @@ pub fn write_student_folder(
         &unet.join("diffusion_pytorch_model.safetensors"),
         DType::F16,
     )?;
+    write_ddim_index(dir, &rel, defaults)
+}
+
+/// A folder that samples `base`'s own UNet with the distillation's DDIM scheduler
+/// (trailing grid, no clipping): the teacher as the tables evaluate it.
+pub fn write_teacher_folder(dir: &Path, base: &Path, steps: usize, guidance: f64) -> Result<()> {
+    create_dir(dir)?;
+    let canon = |p: &Path| p.canonicalize().map_err(|e| DiffusionError::io(p, e));
+    let rel = relative_path(&canon(base)?, &canon(dir)?);
+    write_ddim_index(
+        dir,
+        &rel,
+        StudentDefaults {
+            steps,
+            guidance_scale: guidance,
+        },
+    )
+}
+
+/// The scheduler (the distillation's DDIM) and `model_index.json` (`_base` = `rel`,
+/// the generation defaults, the folder's name) of a student or teacher folder `dir`.
+fn write_ddim_index(dir: &Path, rel: &Path, defaults: StudentDefaults) -> Result<()> {
     write_json(
         &dir.join("scheduler").join("scheduler_config.json"),
         &distill_scheduler_json(),
@@ -105,35 +127,6 @@ pub fn write_student_folder(
         );
         let name = dir.file_name().map(|n| n.to_string_lossy().to_string());
         map.insert("_name_or_path".into(), name.unwrap_or_default().into());
-    }
-    write_json(&dir.join("model_index.json"), &index)
-}
-
-/// A folder that samples `base`'s own UNet with the distillation's DDIM scheduler
-/// (trailing grid, no clipping): the teacher as the tables evaluate it.
-pub fn write_teacher_folder(dir: &Path, base: &Path, steps: usize, guidance: f64) -> Result<()> {
-    create_dir(dir)?;
-    let canon = |p: &Path| p.canonicalize().map_err(|e| DiffusionError::io(p, e));
-    let rel = relative_path(&canon(base)?, &canon(dir)?);
-    write_json(
-        &dir.join("scheduler").join("scheduler_config.json"),
-        &distill_scheduler_json(),
-    )?;
-    let mut index = model_index();
-    if let Some(map) = index.as_object_mut() {
-        map.insert(
-            "scheduler".into(),
-            serde_json::json!(["diffusers", "DDIMScheduler"]),
-        );
-        map.insert(
-            "_base".into(),
-            rel.to_string_lossy().replace('\\', "/").into(),
-        );
-        map.insert(
-            "_generation_defaults".into(),
-            serde_json::json!({"num_inference_steps": steps, "guidance_scale": guidance,
-                               "num_images_per_prompt": 8}),
-        );
     }
     write_json(&dir.join("model_index.json"), &index)
 }
