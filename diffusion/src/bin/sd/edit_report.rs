@@ -296,22 +296,19 @@ fn ablation(out: &mut String, grid: &[f64], s: &Sums) {
          feature cos. without B |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
-    for (k, g) in grid.iter().enumerate() {
-        let (a, b) = (s.imagic[k], s.no_b[k]);
-        let _ = writeln!(
-            out,
-            "| {g} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
-            a[0] / n,
-            b[0] / n,
-            a[1] / n,
-            b[1] / n,
-            a[2] / n,
-            b[2] / n,
-            a[3] / n,
-            b[3] / n
-        );
-    }
+    paired_rows(out, grid, &s.imagic, &s.no_b, n);
     let _ = writeln!(out);
+}
+
+/// Table rows: per grid point, the four metrics' means (sums / `n`) of `a` and `b`
+/// side by side.
+fn paired_rows(out: &mut String, grid: &[f64], a: &[[f64; 4]], b: &[[f64; 4]], n: f64) {
+    for ((g, a), b) in grid.iter().zip(a).zip(b) {
+        let cells: String = (0..4)
+            .map(|m| format!(" {:.3} | {:.3} |", a[m] / n, b[m] / n))
+            .collect();
+        let _ = writeln!(out, "| {g} |{cells}");
+    }
 }
 
 /// One markdown table: per grid point, the means of both methods.
@@ -325,21 +322,7 @@ fn table(out: &mut String, title: &str, grid: &[f64], s: &Sums, png: &str) {
          feature cos. img2img |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
-    for (k, g) in grid.iter().enumerate() {
-        let (a, b) = (s.imagic[k], s.img2img[k]);
-        let _ = writeln!(
-            out,
-            "| {g} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
-            a[0] / n,
-            b[0] / n,
-            a[1] / n,
-            b[1] / n,
-            a[2] / n,
-            b[2] / n,
-            a[3] / n,
-            b[3] / n
-        );
-    }
+    paired_rows(out, grid, &s.imagic, &s.img2img, n);
     if !png.is_empty() {
         let _ = writeln!(out, "\n![{title}]({png})");
     }
