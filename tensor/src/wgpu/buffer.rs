@@ -11,8 +11,9 @@
 //! `device.poll(Wait)` blocks on the driver until the copy is done and the callback
 //! has run. Nothing spins.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
+use super::pool::PooledBuffer;
 use super::WgpuDevice;
 use crate::error::{Result, TensorError};
 use crate::layout::Layout;
@@ -21,25 +22,37 @@ use crate::layout::Layout;
 #[derive(Clone, Debug)]
 pub struct WgpuBuffer {
     dev: WgpuDevice,
-    chunks: Vec<wgpu::Buffer>,
+    chunks: Arc<Vec<PooledBuffer>>,
     chunk_elems: usize,
     len: usize,
 }
 
 impl WgpuBuffer {
-    /// Uninitialised storage for `len` f32 (zeroed by wgpu).
+    /// Storage for `len` f32, reading as zeros (a new buffer is zeroed by wgpu, a
+    /// reused one from the pool is cleared).
     pub fn new(dev: &WgpuDevice, op: &'static str, len: usize) -> Result<WgpuBuffer> {
+        WgpuBuffer::alloc(dev, op, len, true)
+    }
+
+    /// Storage for `len` f32 that the caller overwrites entirely: a reused buffer
+    /// keeps its old contents (no clear).
+    pub(crate) fn uninit(dev: &WgpuDevice, op: &'static str, len: usize) -> Result<WgpuBuffer> {
+        WgpuBuffer::alloc(dev, op, len, false)
+    }
+
+    /// [`WgpuBuffer::new`], with stale contents allowed when `zeroed` is false.
+    fn alloc(dev: &WgpuDevice, op: &'static str, len: usize, zeroed: bool) -> Result<WgpuBuffer> {
         let chunk_elems = (dev.0.max_binding_bytes() / 4) as usize;
         let n_chunks = len.div_ceil(chunk_elems).max(1);
         let chunks = (0..n_chunks)
             .map(|c| {
                 let elems = (len - (c * chunk_elems).min(len)).min(chunk_elems);
-                dev.0.create_buffer(op, elems as u64 * 4)
+                dev.0.create_buffer(op, elems as u64 * 4, zeroed)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(WgpuBuffer {
             dev: dev.clone(),
-            chunks,
+            chunks: Arc::new(chunks),
             chunk_elems,
             len,
         })
@@ -61,7 +74,7 @@ impl WgpuBuffer {
     }
 
     /// The chunks (one unless the buffer is bigger than one binding).
-    pub fn chunks(&self) -> &[wgpu::Buffer] {
+    pub fn chunks(&self) -> &[PooledBuffer] {
         &self.chunks
     }
 
@@ -90,7 +103,10 @@ impl WgpuBuffer {
 
 /// Copy `data` to a new buffer on `dev`.
 pub fn upload(dev: &WgpuDevice, data: &[f32]) -> Result<WgpuBuffer> {
-    let buf = WgpuBuffer::new(dev, "upload", data.len())?;
+    let buf = WgpuBuffer::alloc(dev, "upload", data.len(), false)?;
+    // Queue writes run before the commands of the next submit: submit the pending
+    // ones first, which may still read a reused buffer's old contents.
+    dev.0.flush();
     for (chunk, part) in buf.chunks.iter().zip(data.chunks(buf.chunk_elems)) {
         dev.0
             .queue
@@ -144,13 +160,8 @@ fn read_piece(
             msg: e.to_string(),
         });
     }
-    let mut enc = ctx
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("download"),
-        });
-    enc.copy_buffer_to_buffer(src, offset, &staging, 0, bytes);
-    ctx.queue.submit([enc.finish()]);
+    ctx.encode(|enc| enc.copy_buffer_to_buffer(src, offset, &staging, 0, bytes));
+    ctx.flush();
     let (tx, rx) = mpsc::channel();
     staging.map_async(wgpu::MapMode::Read, .., move |r| {
         // The receiver waits below; a failed send only means it gave up.

@@ -1,5 +1,12 @@
 //! The GPU context: one wgpu instance, adapter, device and queue, the adapter's
-//! limits, and a cache of compiled compute pipelines keyed by kernel source.
+//! limits, a cache of compiled compute pipelines keyed by kernel source, the
+//! buffer pool ([`super::pool`]) and the command encoder being filled.
+//!
+//! Commands are batched: each dispatch (and copy, and clear) is recorded into one
+//! pending command encoder, submitted every [`BATCH`] commands and whenever the
+//! host waits for the GPU ([`Context::flush`], called by `synchronize`, readback and
+//! upload). One submit per op would cost the CPU more than many small kernels take
+//! on the GPU.
 //!
 //! Errors from the driver never panic: wgpu's default handler for errors nobody
 //! catches panics, so the device gets a handler that records the message, and
@@ -11,6 +18,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::pool::{Pool, PooledBuffer};
 use crate::error::{Result, TensorError};
 
 /// Options for opening a GPU context.
@@ -20,6 +28,21 @@ pub struct ContextOptions {
     /// limit); tensors bigger than this are split into chunks. Tests set it small
     /// to exercise the splitting without 150 MB tensors.
     pub max_binding_bytes: Option<u64>,
+    /// Bytes of freed buffers kept for reuse (default [`DEFAULT_POOL_BYTES`]).
+    pub pool_bytes: Option<u64>,
+}
+
+/// Freed buffers kept for reuse by default: 2 GiB.
+pub const DEFAULT_POOL_BYTES: u64 = 2 << 30;
+
+/// Commands recorded before the pending encoder is submitted.
+pub const BATCH: usize = 64;
+
+/// The encoder being filled and how many commands it holds.
+#[derive(Default)]
+struct Pending {
+    enc: Option<wgpu::CommandEncoder>,
+    count: usize,
 }
 
 /// Instance, adapter, device, queue, limits and the pipeline cache.
@@ -31,6 +54,8 @@ pub struct Context {
     max_binding: u64,
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
     error: Arc<Mutex<Option<String>>>,
+    pool: Arc<Pool>,
+    pending: Mutex<Pending>,
 }
 
 impl std::fmt::Debug for Context {
@@ -95,6 +120,8 @@ impl Context {
             max_binding: max_binding.max(16),
             pipelines: Mutex::new(HashMap::new()),
             error,
+            pool: Pool::new(options.pool_bytes.unwrap_or(DEFAULT_POOL_BYTES)),
+            pending: Mutex::new(Pending::default()),
         })
     }
 
@@ -121,26 +148,97 @@ impl Context {
         }
     }
 
-    /// A storage buffer of `bytes` (at least 16), created in an out-of-memory scope.
-    pub(crate) fn create_buffer(&self, op: &'static str, bytes: u64) -> Result<wgpu::Buffer> {
+    /// A storage buffer of `bytes` (at least 16): a free one from the pool or a new
+    /// one, created in an out-of-memory scope (on failure the pool is emptied and
+    /// creation tried once more). With `zeroed` it reads as zeros (wgpu zero-fills
+    /// new buffers; a reused one is cleared on the GPU); without, a reused buffer
+    /// keeps its old contents for the caller to overwrite.
+    pub(crate) fn create_buffer(
+        &self,
+        op: &'static str,
+        bytes: u64,
+        zeroed: bool,
+    ) -> Result<PooledBuffer> {
         self.check(op)?;
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(op),
-            size: bytes.max(16).next_multiple_of(4),
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
+        let size = bytes.max(16).next_multiple_of(4);
+        if let Some(buf) = self.pool.take(size) {
+            if zeroed {
+                self.encode(|enc| enc.clear_buffer(&buf, 0, None));
+            }
+            return Ok(PooledBuffer::new(buf, &self.pool));
+        }
+        let create = || {
+            let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+            let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(op),
+                size,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            match pollster::block_on(scope.pop()) {
+                Some(e) => Err(e),
+                None => Ok(buf),
+            }
+        };
+        let buf = create().or_else(|_| {
+            self.pool.clear();
+            create()
         });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(TensorError::DeviceOutOfMemory {
+        match buf {
+            Ok(buf) => Ok(PooledBuffer::new(buf, &self.pool)),
+            Err(e) => Err(TensorError::DeviceOutOfMemory {
                 op,
                 bytes,
                 msg: e.to_string(),
-            });
+            }),
         }
-        Ok(buf)
+    }
+
+    /// Bytes held by freed buffers waiting for reuse.
+    pub fn pooled_bytes(&self) -> u64 {
+        self.pool.free_bytes()
+    }
+
+    /// Record commands into the pending encoder with `f`; submit it once it holds
+    /// [`BATCH`] commands.
+    pub(crate) fn encode<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
+        let mut p = lock(&self.pending);
+        let enc = p.enc.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("batch"),
+                })
+        });
+        let r = f(enc);
+        p.count += 1;
+        if p.count >= BATCH {
+            // Submitted under the lock, so that batches reach the queue in the order
+            // they were recorded, whichever thread records.
+            p.count = 0;
+            self.submit(p.enc.take());
+        }
+        r
+    }
+
+    /// Submit the pending commands (the GPU runs them in order after everything
+    /// submitted before).
+    pub fn flush(&self) {
+        let mut p = lock(&self.pending);
+        p.count = 0;
+        self.submit(p.enc.take());
+    }
+
+    /// Finish and submit `enc`; a validation error found now (recording defers
+    /// them) is kept for the next [`Context::check`].
+    fn submit(&self, enc: Option<wgpu::CommandEncoder>) {
+        let Some(enc) = enc else { return };
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        self.queue.submit([enc.finish()]);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            lock(&self.error).get_or_insert_with(|| e.to_string());
+        }
     }
 
     /// The compute pipeline for `source` (entry point `main`), compiled once.
@@ -209,10 +307,13 @@ impl Context {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        let mut enc = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
-        {
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(TensorError::Device {
+                op,
+                msg: e.to_string(),
+            });
+        }
+        self.encode(|enc| {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(op),
                 timestamp_writes: None,
@@ -220,20 +321,14 @@ impl Context {
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-        }
-        self.queue.submit([enc.finish()]);
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(TensorError::Device {
-                op,
-                msg: e.to_string(),
-            });
-        }
-        Ok(())
+        });
+        self.check(op)
     }
 
     /// Block until every submitted command has finished (no spinning: the device
     /// poll waits on the driver's fence).
     pub fn synchronize(&self) -> Result<()> {
+        self.flush();
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| TensorError::Device {

@@ -21,7 +21,7 @@
 //! ```
 
 use super::kernel::{self, FLAT_ID, OFFSET_OF};
-use super::{buf, device_of, on, output, WgpuBuffer, WgpuDevice};
+use super::{buf, device_of, on, WgpuBuffer, WgpuDevice};
 use crate::error::{Result, TensorError};
 use crate::layout::Layout;
 use crate::ops::binary::BinaryOp;
@@ -71,7 +71,7 @@ fn launch(
 ) -> Result<WgpuBuffer> {
     let n = shape.numel();
     kernel::check_u32(op, n)?;
-    let out = WgpuBuffer::new(dev, op, n)?;
+    let out = WgpuBuffer::uninit(dev, op, n)?;
     let operands: Vec<(usize, &[usize])> = inputs
         .iter()
         .map(|(_, l)| (l.offset(), l.strides()))
@@ -209,5 +209,5 @@ pub fn powf_expr(e: f32) -> &'static str {
 
 /// A fresh zero-filled tensor on `dev` (wgpu zeroes new buffers).
 pub fn zeros(dev: &WgpuDevice, dims: Vec<usize>) -> Result<Tensor> {
-    output(dev, "zeros", dims)
+    super::output_zeroed(dev, "zeros", dims)
 }

@@ -104,7 +104,7 @@ pub fn pad(x: &Tensor, pads: &[(usize, usize)], value: f32) -> Result<Tensor> {
 /// A contiguous tensor of `dims` filled with `value` on `dev`.
 pub fn full(dev: &WgpuDevice, dims: Vec<usize>, value: f32) -> Result<Tensor> {
     if value == 0.0 && value.is_sign_positive() {
-        return output(dev, "full", dims); // wgpu zero-fills new buffers
+        return super::output_zeroed(dev, "full", dims);
     }
     let one = Tensor::scalar(value).to_device(&crate::Device::Wgpu(dev.clone()))?;
     super::elementwise::copy(&one.broadcast_as(dims)?)
@@ -153,27 +153,24 @@ pub fn index_select(x: &Tensor, d: usize, indices: &[usize]) -> Result<Tensor> {
     let outer: usize = x.dims()[..d].iter().product();
     let inner: usize = x.dims()[d + 1..].iter().product();
     let size = x.dims()[d];
-    let out = WgpuBuffer::new(&dev, op, outer * indices.len() * inner)?;
+    let out = WgpuBuffer::uninit(&dev, op, outer * indices.len() * inner)?;
     if inner > 0 {
-        let mut enc = dev
-            .0
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
-        let mut at = 0;
-        for o in 0..outer {
-            for &i in indices {
-                copy_elems(
-                    &mut enc,
-                    src,
-                    range.start + (o * size + i) * inner,
-                    &out,
-                    at,
-                    inner,
-                );
-                at += inner;
+        dev.0.encode(|enc| {
+            let mut at = 0;
+            for o in 0..outer {
+                for &i in indices {
+                    copy_elems(
+                        enc,
+                        src,
+                        range.start + (o * size + i) * inner,
+                        &out,
+                        at,
+                        inner,
+                    );
+                    at += inner;
+                }
             }
-        }
-        dev.0.queue.submit([enc.finish()]);
+        });
         dev.0.check(op)?;
     }
     Tensor::from_storage(Arc::new(Storage::Wgpu(out)), Layout::contiguous(out_dims))

@@ -5,6 +5,7 @@
 //!   cache keyed by kernel source, and error handling (no panics on driver errors).
 //! - [`buffer`]: [`WgpuBuffer`] (f32 storage, split into chunks when bigger than one
 //!   binding may be), upload and download (`map_async` + `device.poll(Wait)`).
+//! - [`pool`]: the caching allocator that hands freed buffers to the next op.
 //! - [`elementwise`]: unary / binary / ternary kernels generated from the op enums'
 //!   WGSL snippets, over any strided or broadcast layout; strided copy.
 //! - [`reduce`]: reductions and softmax. [`matmul`]: the matmul ladder (naive,
@@ -36,6 +37,7 @@ pub mod kernel;
 pub mod layers;
 pub mod matmul;
 pub mod norm;
+pub mod pool;
 pub mod reduce;
 
 use std::sync::Arc;
@@ -104,10 +106,24 @@ pub(crate) fn buf<'a>(op: &'static str, t: &'a Tensor) -> Result<&'a wgpu::Buffe
     }
 }
 
-/// A new tensor of `dims` over a fresh contiguous buffer.
+/// A new tensor of `dims` over a contiguous buffer whose contents are stale (from
+/// the pool): for kernels that write every element.
 pub(crate) fn output(dev: &WgpuDevice, op: &'static str, dims: Vec<usize>) -> Result<Tensor> {
     let n: usize = dims.iter().product();
-    let b = WgpuBuffer::new(dev, op, n)?;
+    wrap(WgpuBuffer::uninit(dev, op, n)?, dims)
+}
+
+/// [`output`] reading as zeros.
+pub(crate) fn output_zeroed(
+    dev: &WgpuDevice,
+    op: &'static str,
+    dims: Vec<usize>,
+) -> Result<Tensor> {
+    let n: usize = dims.iter().product();
+    wrap(WgpuBuffer::new(dev, op, n)?, dims)
+}
+
+fn wrap(b: WgpuBuffer, dims: Vec<usize>) -> Result<Tensor> {
     Tensor::from_storage(
         Arc::new(Storage::Wgpu(b)),
         crate::layout::Layout::contiguous(dims),
