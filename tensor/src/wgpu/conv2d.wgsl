@@ -8,7 +8,13 @@
 // address of the B element it loads, (c, ky, kx) x (oy, ox) -> x[c, iy, ix], and
 // loads 0 where the patch hangs over the padding. Bias is added at the end.
 //
-// info: [m, n, k, groups, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, ow, has_bias, cg]
+// No division in the loop: a thread's output pixel p (so oy, ox) is the same on
+// every tile, and the row kk = (c, ky, kx) of the im2col matrix is looked up in a
+// table the host writes after the sizes: `c * H * W + ky * dh * W + kx * dw` and
+// `ky * dh | kx * dw << 16`.
+//
+// info: [m, n, k, groups, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, ow, has_bias, cg,
+//        then per kk in 0..k: offset, packed (ky * dh, kx * dw)]
 
 @group(0) @binding(0) var<storage, read> info: array<u32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -18,24 +24,6 @@
 
 var<workgroup> ta: array<vec4<f32>, 256>;
 var<workgroup> tb: array<vec4<f32>, 256>;
-
-// Element (kk, p) of the im2col matrix of sample n, group g.
-fn im2col_at(n: u32, g: u32, kk: u32, p: u32) -> f32 {
-    let kh = info[8];
-    let kw = info[9];
-    let c = kk / (kh * kw);
-    let ky = (kk / kw) % kh;
-    let kx = kk % kw;
-    let oy = p / info[16];
-    let ox = p % info[16];
-    let iy = i32(oy * info[10] + ky * info[14]) - i32(info[12]);
-    let ix = i32(ox * info[11] + kx * info[15]) - i32(info[13]);
-    if (iy < 0 || ix < 0 || iy >= i32(info[5]) || ix >= i32(info[6])) {
-        return 0.0;
-    }
-    let ch = (n * info[4] + g * info[18] + c);
-    return x[(ch * info[5] + u32(iy)) * info[6] + u32(ix)];
-}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,
@@ -49,6 +37,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let row0 = wg.y * 64u;
     let col0 = wg.x * 64u;
     let wbase = g * m * k;
+    let hh = i32(info[5]);
+    let ww = i32(info[6]);
+    // This thread's B-tile column (the same for all four loads and every tile).
+    let gc = col0 + li % 64u;
+    let oy = i32((gc / info[16]) * info[10]) - i32(info[12]);
+    let ox = i32((gc % info[16]) * info[11]) - i32(info[13]);
+    let xbase = i32((sample * info[4] + g * info[18]) * info[5] * info[6]) + oy * ww + ox;
     var acc: array<vec4<f32>, 4>;
     for (var t = 0u; t < k; t = t + 16u) {
         for (var j = 0u; j < 4u; j = j + 1u) {
@@ -59,14 +54,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             let gk = t + kk;
             ta[kk * 16u + r / 4u][r % 4u] = select(0.0, w[wbase + gr * k + gk], gr < m && gk < k);
             let kb = e / 64u;
-            let c = e % 64u;
-            let gc = col0 + c;
             let gkb = t + kb;
             var v = 0.0;
             if (gkb < k && gc < n) {
-                v = im2col_at(sample, g, gkb, gc);
+                let packed = info[20u + 2u * gkb];
+                let iy = oy + i32(packed & 0xffffu);
+                let ix = ox + i32(packed >> 16u);
+                if (iy >= 0 && ix >= 0 && iy < hh && ix < ww) {
+                    v = x[u32(xbase + i32(info[19u + 2u * gkb]))];
+                }
             }
-            tb[kb * 16u + c / 4u][c % 4u] = v;
+            tb[kb * 16u + li % 64u / 4u][li % 4u] = v;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < 16u; kk = kk + 1u) {
