@@ -13,7 +13,9 @@ use common::{any_tensor, build, dims, make, operand_dims, recipe, Kind};
 use proptest::prelude::*;
 use tensor::ops::binary::BinaryOp;
 use tensor::ops::unary::UnaryOp;
-use tensor::wgpu::matmul::{matmul_with, MatmulKernel};
+use tensor::wgpu::matmul::{
+    matmul_body, matmul_tiles, matmul_vec4, matmul_with, vec4_ok, MatmulKernel, Tiles,
+};
 use tensor::{Device, Tensor};
 
 const TOL: f32 = 1e-4;
@@ -302,4 +304,92 @@ fn matmul_ladder_matches_cpu() {
         &v.matmul(&v).unwrap(),
         TOL,
     );
+}
+
+/// Every block size rung 4 accepts, on ragged, transposed (both sides) and batched
+/// operands; sizes it does not accept are an error.
+#[test]
+fn matmul_tiles_match_cpu() {
+    let Some(d) = gpu("matmul_tiles_match_cpu") else {
+        return;
+    };
+    let a = Tensor::from_vec(common::values(2 * 131 * 37, 7), [2, 131, 37]).unwrap();
+    let at = Tensor::from_vec(common::values(2 * 37 * 131, 8), [2, 37, 131])
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap();
+    let b = Tensor::from_vec(common::values(37 * 200, 9), [37, 200]).unwrap();
+    let bt = Tensor::from_vec(common::values(200 * 37, 10), [200, 37])
+        .unwrap()
+        .t()
+        .unwrap();
+    let cases = [(&a, &b), (&at, &bt), (&a, &bt)];
+    for bm in [64, 128] {
+        for bn in [64, 128] {
+            for bk in [4, 8, 16] {
+                let tiles = Tiles { bm, bn, bk };
+                for (i, (x, y)) in cases.iter().enumerate() {
+                    let y = y.broadcast_as([2, 37, 200]).unwrap();
+                    let want = x.matmul(&y).unwrap();
+                    let (gx, gy) = (same_layout(&d, x), same_layout(&d, &y));
+                    let got = matmul_tiles(tiles, &gx, &gy);
+                    assert_close(&format!("{tiles:?} case {i}"), &got.unwrap(), &want, TOL);
+                    let got = matmul_body(&tiles.source_with(true), [bm, bn], &gx, &gy);
+                    assert_close(
+                        &format!("{tiles:?} unrolled, case {i}"),
+                        &got.unwrap(),
+                        &want,
+                        TOL,
+                    );
+                }
+            }
+        }
+    }
+    let (ga, gb) = (to(&d, &b.t().unwrap()), to(&d, &b));
+    for bad in [(32, 64, 8), (64, 64, 3), (128, 128, 32)] {
+        let tiles = Tiles {
+            bm: bad.0,
+            bn: bad.1,
+            bk: bad.2,
+        };
+        assert!(matmul_tiles(tiles, &ga, &gb).is_err(), "{tiles:?}");
+    }
+}
+
+/// Rung 5 (vec4 loads, prefetch) on the shapes it accepts: ragged m, k and n
+/// multiples of 4 but not of the tile, a batch-broadcast rhs and an offset view;
+/// refused for a transposed rhs or an odd n.
+#[test]
+fn matmul_vec4_matches_cpu() {
+    let Some(d) = gpu("matmul_vec4_matches_cpu") else {
+        return;
+    };
+    for &(m, k, n) in &[(1, 4, 4), (37, 20, 68), (130, 132, 200), (64, 16, 64)] {
+        let a = Tensor::from_vec(common::values(3 * m * k, 11), [3, m, k]).unwrap();
+        let b = Tensor::from_vec(common::values(k * n, 12), [k, n])
+            .unwrap()
+            .broadcast_as([3, k, n])
+            .unwrap();
+        let (ga, gb) = (same_layout(&d, &a), same_layout(&d, &b));
+        assert!(vec4_ok(&ga, &gb));
+        let got = matmul_vec4(&ga, &gb).unwrap();
+        assert_close(
+            &format!("vec4 {m}x{k}x{n}"),
+            &got,
+            &a.matmul(&b).unwrap(),
+            TOL,
+        );
+    }
+    let a = Tensor::from_vec(common::values(9 * 24, 13), [9, 24]).unwrap();
+    let view = a.narrow(1, 4, 16).unwrap(); // offset 4, row stride 24
+    let b = Tensor::from_vec(common::values(16 * 8, 14), [16, 8]).unwrap();
+    let (gv, gb) = (same_layout(&d, &view), same_layout(&d, &b));
+    let got = matmul_vec4(&gv, &gb).unwrap();
+    assert_close("vec4 offset view", &got, &view.matmul(&b).unwrap(), TOL);
+    let bt = same_layout(&d, &b.t().unwrap().contiguous().unwrap())
+        .t()
+        .unwrap();
+    assert!(!vec4_ok(&gv, &bt) && matmul_vec4(&gv, &bt).is_err());
+    let odd = same_layout(&d, &Tensor::ones([16, 6]));
+    assert!(!vec4_ok(&gv, &odd));
 }
