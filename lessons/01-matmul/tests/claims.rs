@@ -259,8 +259,9 @@ fn on_gpu(m: &Matrix, d: &tensor::Device) -> Tensor {
 
 #[test]
 fn claim_11_every_gpu_rung_matches_loops_to_rounding() {
-    use tensor::wgpu::matmul::{matmul_with, MatmulKernel};
+    use tensor::wgpu::matmul::{matmul_vec4, matmul_with, vec4_ok, MatmulKernel};
     let Some(d) = gpu("claim_11") else { return };
+    let mut tested_vec4 = 0;
     for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
         let (a, b) = pair(m, k, n, 110 + i as u64);
         let (ga, gb) = (on_gpu(&a, &d), on_gpu(&b, &d));
@@ -270,7 +271,29 @@ fn claim_11_every_gpu_rung_matches_loops_to_rounding() {
             let got = Matrix::from_flat(m, n, &c.to_vec().unwrap()).unwrap();
             assert_within_rounding(&got, &a, &b);
         }
+        // Rung G5 takes rows aligned to 4 floats (k and n multiples of 4).
+        if vec4_ok(&ga, &gb) {
+            tested_vec4 += 1;
+            let c = matmul_vec4(&ga, &gb).unwrap();
+            let got = Matrix::from_flat(m, n, &c.to_vec().unwrap()).unwrap();
+            assert_within_rounding(&got, &a, &b);
+        }
     }
+    // And on aligned shapes off its 64 x 64 x 16 tile.
+    for (i, &(m, k, n)) in [(33, 20, 68), (130, 132, 200)].iter().enumerate() {
+        let (a, b) = (
+            Matrix::random(m, k, 130 + i as u64),
+            Matrix::random(k, n, 140 + i as u64),
+        );
+        let c = matmul_vec4(&on_gpu(&a, &d), &on_gpu(&b, &d)).unwrap();
+        tested_vec4 += 1;
+        let got = Matrix::from_flat(m, n, &c.to_vec().unwrap()).unwrap();
+        assert_within_rounding(&got, &a, &b);
+    }
+    assert_eq!(
+        tested_vec4, 3,
+        "G5 ran on (64, 64, 64) and the two aligned shapes"
+    );
 }
 
 #[test]
