@@ -63,11 +63,21 @@ fn swap_unet(sd: &mut StableDiffusion, name: &str) {
 }
 
 fn run_case(name: &str) {
+    run_case_on(name, None);
+}
+
+/// The golden case `name`, with the text encoder, UNet and VAE on `device` when
+/// given (a GPU through wgpu), against the same diffusers fixtures and tolerances.
+fn run_case_on(name: &str, device: Option<&tensor::Device>) {
     let g = golden();
     let case = g.cases.iter().find(|c| c["name"] == name).unwrap().clone();
     let mut sd = StableDiffusion::load(fixtures().join("tiny-sd")).unwrap();
     if let Some(unet) = case["unet"].as_str() {
         swap_unet(&mut sd, unet);
+    }
+    if let Some(d) = device {
+        sd.to_device(d).unwrap();
+        assert!(sd.unet_params.params().iter().all(|p| p.value().is_gpu()));
     }
     let args = &case["args"];
     let mut cfg_json = serde_json::to_value(&sd.scheduler_config).unwrap();
@@ -134,7 +144,25 @@ fn run_case(name: &str) {
     let want = g.file.get(&format!("{name}.image")).unwrap();
     let di = max_abs_diff(&ours, &want);
     assert!(di <= 2.0 / 255.0, "{name}: images differ by {di} (> 2/255)");
-    eprintln!("{name}: max abs diff latents {final_d:.2e}, image {di:.2e}");
+    let on = device.map_or("cpu", |d| d.name());
+    eprintln!("{name} ({on}): max abs diff latents {final_d:.2e}, image {di:.2e}");
+}
+
+/// Every golden case again with the models on wgpu (lavapipe in CI), held to the
+/// same diffusers fixtures: 1e-3 on the latents, 2/255 on the images.
+#[test]
+fn every_golden_case_on_wgpu() {
+    let gpu = match tensor::Device::wgpu() {
+        Ok(d) => d,
+        Err(e) => {
+            println!("skipped: no wgpu adapter ({e})");
+            return;
+        }
+    };
+    let g = golden();
+    for case in &g.cases {
+        run_case_on(case["name"].as_str().unwrap(), Some(&gpu));
+    }
 }
 
 #[test]
