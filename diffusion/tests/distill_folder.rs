@@ -137,3 +137,39 @@ fn a_missing_base_is_an_error_naming_it() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A student of a student: `_base` chains are followed to the folder that has each
+/// component (the 2- and 1-step students point at the 4-step one, which points at
+/// the shipped model); a folder missing from every link is an error naming it.
+#[test]
+fn a_chain_of_base_folders_loads() {
+    let root = temp("chain");
+    let (mid, top) = (root.join("mid"), root.join("top"));
+    std::fs::create_dir_all(&mid).unwrap();
+    std::fs::create_dir_all(top.join("scheduler")).unwrap();
+    let base = tiny().canonicalize().unwrap();
+    let index =
+        |b: &str| format!("{{\"_class_name\": \"StableDiffusionPipeline\", \"_base\": \"{b}\"}}");
+    std::fs::write(mid.join("model_index.json"), index(&base.to_string_lossy())).unwrap();
+    std::fs::write(top.join("model_index.json"), index("../mid")).unwrap();
+    std::fs::copy(
+        base.join("scheduler/scheduler_config.json"),
+        top.join("scheduler/scheduler_config.json"),
+    )
+    .unwrap();
+    let sd = StableDiffusion::load(&top).unwrap();
+    let direct = StableDiffusion::load(tiny()).unwrap();
+    let (a, _) = sample(&sd, &sd, 3.0);
+    let (b, _) = sample(&direct, &direct, 3.0);
+    assert_eq!(a, b, "the chained folder is the same model");
+    let part = diffusion::pipelines::model::component_dir(&top, "unet").unwrap();
+    assert_eq!(part, base.join("unet"));
+    assert_eq!(
+        diffusion::pipelines::model::component_dir(&top, "scheduler").unwrap(),
+        top.join("scheduler")
+    );
+    std::fs::remove_dir_all(&mid).unwrap();
+    let e = StableDiffusion::load(&top).err().unwrap().to_string();
+    assert!(e.contains("mid"), "{e}");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -50,28 +50,26 @@ impl StableDiffusion {
     pub fn load(dir: impl AsRef<Path>) -> Result<StableDiffusion> {
         let dir = dir.as_ref();
         check_model_folder(dir)?;
-        let base = base_folder(dir)?;
-        let part = |name: &str| match &base {
-            Some(b) if !dir.join(name).exists() => b.join(name),
-            _ => dir.join(name),
-        };
-        let tokenizer = load_tokenizer(&part("tokenizer"))?;
+        let part = |name: &str| component_dir(dir, name);
+        let tokenizer = load_tokenizer(&part("tokenizer")?)?;
 
         let text_encoder_params = ParamStore::new();
-        let text_encoder = ClipTextModel::from_dir(part("text_encoder"), &text_encoder_params)?;
+        let text_encoder = ClipTextModel::from_dir(part("text_encoder")?, &text_encoder_params)?;
 
-        let unet_dir = part("unet");
+        let unet_dir = part("unet")?;
         let unet_cfg: UNet2DConditionConfig = read_config(&config_file(&unet_dir, "config.json")?)?;
         let unet_params = ParamStore::new();
         let unet = UNet2DConditionModel::load(&unet_params, &weights_file(&unet_dir)?, &unet_cfg)?;
 
-        let vae_dir = part("vae");
+        let vae_dir = part("vae")?;
         let vae_cfg: AutoencoderKLConfig = read_config(&config_file(&vae_dir, "config.json")?)?;
         let vae_params = ParamStore::new();
         let vae = AutoencoderKL::load(&vae_params, &weights_file(&vae_dir)?, &vae_cfg)?;
 
-        let scheduler_config =
-            SchedulerConfig::from_file(&config_file(&part("scheduler"), "scheduler_config.json")?)?;
+        let scheduler_config = SchedulerConfig::from_file(&config_file(
+            &part("scheduler")?,
+            "scheduler_config.json",
+        )?)?;
         for store in [&text_encoder_params, &unet_params, &vae_params] {
             store.eval();
         }
@@ -143,6 +141,26 @@ pub fn base_folder(dir: &Path) -> Result<Option<PathBuf>> {
         ));
     }
     Ok(Some(path))
+}
+
+/// Where component `name` of the folder `dir` lives: `dir/name` when it exists, else
+/// the same lookup in its `_base` folder, and so on down the chain (a student
+/// distilled from a student); `dir/name` when no folder of the chain has it.
+pub fn component_dir(dir: &Path, name: &str) -> Result<PathBuf> {
+    let mut at = dir.to_path_buf();
+    for _ in 0..16 {
+        if at.join(name).exists() {
+            return Ok(at.join(name));
+        }
+        match base_folder(&at)? {
+            Some(base) => at = base,
+            None => return Ok(dir.join(name)),
+        }
+    }
+    Err(DiffusionError::config(
+        &dir.join("model_index.json"),
+        "more than 16 folders in the _base chain (a cycle?)",
+    ))
 }
 
 /// The folder's tokenizer files, or the embedded CLIP vocabulary when there are none.
