@@ -384,3 +384,45 @@ fn freed_buffers_are_reused_and_read_as_zeros() {
     drop(to(&Device::Wgpu(capped.clone()), &rand(&[1000], 71)));
     assert_eq!(capped.context().pooled_bytes(), 0);
 }
+
+/// conv2d's gradients on the GPU (im2col + matmul, matmul + col2im) against the
+/// CPU's: strides, padding, dilation, groups, 1x1 and a kernel wider than the
+/// stride, batch 1 and 2.
+#[test]
+fn conv2d_backward_matches_cpu() {
+    let Some(d) = gpu("conv2d_backward_matches_cpu") else {
+        return;
+    };
+    // (n, c, h, w, o, k, stride, padding, dilation, groups)
+    let cases = [
+        (1, 1, 5, 5, 1, 3, 1, 0, 1, 1),
+        (2, 3, 7, 9, 5, 3, 1, 1, 1, 1),
+        (1, 4, 8, 8, 6, 3, 2, 1, 1, 2),
+        (2, 8, 11, 13, 8, 1, 1, 0, 1, 1),
+        (1, 6, 9, 9, 4, 3, 1, 2, 2, 1),
+        (2, 4, 6, 7, 4, 3, 2, 1, 1, 4),
+        (1, 3, 16, 16, 2, 4, 3, 0, 1, 1),
+    ];
+    for (i, &(n, c, h, w, o, k, s, p, dl, g)) in cases.iter().enumerate() {
+        let x = rand(&[n, c, h, w], 300 + i as u64);
+        let wt = rand(&[o, c / g, k, k], 400 + i as u64);
+        let y = x.conv2d(&wt, None, (s, s), (p, p), (dl, dl), g).unwrap();
+        let dy = rand(y.dims(), 500 + i as u64);
+        let what = format!("conv backward case {i}");
+        let want = dy
+            .conv2d_backward_input(&wt, (h, w), (s, s), (p, p), (dl, dl), g)
+            .unwrap();
+        let got = to(&d, &dy)
+            .conv2d_backward_input(&to(&d, &wt), (h, w), (s, s), (p, p), (dl, dl), g)
+            .unwrap();
+        assert!(got.is_gpu());
+        assert_close(&format!("{what}: dx"), &got, &want, TOL);
+        let want = x
+            .conv2d_backward_weight(&dy, (k, k), (s, s), (p, p), (dl, dl), g)
+            .unwrap();
+        let got = same_layout(&d, &x)
+            .conv2d_backward_weight(&to(&d, &dy), (k, k), (s, s), (p, p), (dl, dl), g)
+            .unwrap();
+        assert_close(&format!("{what}: dW"), &got, &want, TOL);
+    }
+}

@@ -115,6 +115,10 @@ impl Tensor {
             groups,
         )?;
         check_grad_out(op, self.dims(), &g)?;
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() || weight.is_gpu() {
+            return crate::wgpu::conv_backward::backward_input(self, weight, &g);
+        }
         let dy = self.contiguous()?;
         let w = weight.contiguous()?;
         let (dy, w) = (contiguous_data(&dy)?, contiguous_data(&w)?);
@@ -188,6 +192,10 @@ impl Tensor {
             groups,
         )?;
         check_grad_out(op, grad_out.dims(), &g)?;
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() || grad_out.is_gpu() {
+            return crate::wgpu::conv_backward::backward_weight(self, grad_out, &g);
+        }
         let x = self.contiguous()?;
         let dy = grad_out.contiguous()?;
         let (x, dy) = (contiguous_data(&x)?, contiguous_data(&dy)?);

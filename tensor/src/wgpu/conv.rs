@@ -127,7 +127,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 "#;
 
 /// The im2col matrix of `x` (on the GPU): `(N, C * kh * kw, H' * W')`.
-fn im2col(dev: &super::WgpuDevice, x: &Tensor, g: &Conv2dGeom) -> Result<Tensor> {
+pub(crate) fn im2col(dev: &super::WgpuDevice, x: &Tensor, g: &Conv2dGeom) -> Result<Tensor> {
     let op = "conv2d (im2col)";
     let x = x.contiguous()?;
     let cols = output(dev, op, vec![g.n, g.k(), g.oh * g.ow])?;

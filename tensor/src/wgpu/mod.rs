@@ -11,7 +11,8 @@
 //! - [`reduce`]: reductions and softmax. [`matmul`]: the matmul ladder (naive,
 //!   shared-memory tiles, register blocking with vec4, generated and unrolled, vec4
 //!   loads with prefetch). [`conv`]: conv2d (1x1 as a matmul, im2col + matmul, an
-//!   implicit GEMM for groups). [`norm`]: group / layer norm. [`attention`]: tiled
+//!   implicit GEMM for groups) and its gradients ([`conv_backward`]: im2col +
+//!   matmul, matmul + col2im). [`norm`]: group / layer norm. [`attention`]: tiled
 //!   attention with an online softmax. [`layers`]: upsample, pad, cat, index_select.
 //!
 //! Ops route here at their entry (`if x.is_gpu()`): the CPU paths are untouched.
@@ -33,6 +34,7 @@ pub mod attention;
 pub mod buffer;
 pub mod context;
 pub mod conv;
+pub mod conv_backward;
 pub mod elementwise;
 pub mod kernel;
 pub mod layers;
