@@ -34,6 +34,7 @@ pub mod buffer;
 pub mod context;
 pub mod conv;
 pub mod elementwise;
+pub mod index;
 pub mod kernel;
 pub mod layers;
 pub mod matmul;
