@@ -40,6 +40,7 @@ pub mod layers;
 pub mod matmul;
 pub mod norm;
 pub mod pool;
+pub mod pool2d;
 pub mod reduce;
 
 use std::sync::Arc;
