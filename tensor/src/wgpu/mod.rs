@@ -8,11 +8,14 @@
 //! - [`pool`]: the caching allocator that hands freed buffers to the next op.
 //! - [`elementwise`]: unary / binary / ternary kernels generated from the op enums'
 //!   WGSL snippets, over any strided or broadcast layout; strided copy.
-//! - [`reduce`]: reductions and softmax. [`matmul`]: the matmul ladder (naive,
-//!   shared-memory tiles, register blocking with vec4, generated and unrolled, vec4
-//!   loads with prefetch). [`conv`]: conv2d (1x1 as a matmul, im2col + matmul, an
+//! - [`reduce`]: reductions, softmax, argmax / argmin. [`matmul`]: the matmul
+//!   ladder (naive, shared-memory tiles, register blocking with vec4, generated and
+//!   unrolled, vec4 loads with prefetch). [`conv`]: conv2d (1x1 as a matmul, im2col + matmul, an
 //!   implicit GEMM for groups). [`norm`]: group / layer norm. [`attention`]: tiled
-//!   attention with an online softmax. [`layers`]: upsample, pad, cat, index_select.
+//!   attention with an online softmax. [`layers`]: upsample, pad (constant, reflect,
+//!   replicate), cat, index_select. [`index`]: gather, and index_add without float
+//!   atomics (each output pulls its sources, in the CPU's order). [`pool2d`]: max
+//!   and average pooling.
 //!
 //! Ops route here at their entry (`if x.is_gpu()`): the CPU paths are untouched.
 //! A CPU operand of a GPU op (a scalar, a bias) is uploaded on the way.
