@@ -332,7 +332,18 @@ fn errors_are_reported_not_panicked() {
         .to_string();
     assert!(e.contains("two different GPU contexts"), "{e}");
     // Ops without a GPU kernel yet say where the tensor lives and how to move it.
-    let e = g.argmax(0, false).unwrap_err().to_string();
+    let dy = to(&d, &Tensor::ones([1, 1, 2, 2]));
+    let e = dy
+        .conv2d_backward_input(
+            &Tensor::ones([1, 1, 2, 2]),
+            (3, 3),
+            (1, 1),
+            (0, 0),
+            (1, 1),
+            1,
+        )
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("lives on wgpu") && e.contains("to_device"),
         "{e}"
