@@ -331,8 +331,12 @@ fn errors_are_reported_not_panicked() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("two different GPU contexts"), "{e}");
-    // Ops without a GPU kernel yet say where the tensor lives and how to move it.
-    let e = g.argmax(0, false).unwrap_err().to_string();
+    // The CPU-only reference twins (every op has a GPU kernel now) say where the
+    // tensor lives and how to move it.
+    let e = to(&d, &Tensor::ones([1, 4, 2, 2]))
+        .group_norm_naive(2, None, None, 1e-5)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("lives on wgpu") && e.contains("to_device"),
         "{e}"

@@ -83,6 +83,16 @@ impl Tensor {
         }
         let size = self.dims()[d];
         let ids = index.to_vec()?;
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() {
+            // Check every value here (the kernel trusts them), then gather there.
+            let mut pos = vec![0usize; rank];
+            for &v in &ids {
+                integral_index(op, v, &pos, size, d)?;
+                next_position(&mut pos, index.dims());
+            }
+            return crate::wgpu::index::gather(self, d, index);
+        }
         let data = self.cpu_storage()?;
         let strides = self.strides();
         let idims = index.dims();
@@ -98,13 +108,7 @@ impl Tensor {
                     .map(|(k, (&p, &s))| if k == d { i * s } else { p * s })
                     .sum::<usize>();
             out.push(data[off]);
-            for k in (0..rank).rev() {
-                pos[k] += 1;
-                if pos[k] < idims[k] {
-                    break;
-                }
-                pos[k] = 0;
-            }
+            next_position(&mut pos, idims);
         }
         Tensor::from_vec(out, idims.to_vec())
     }
@@ -157,6 +161,17 @@ impl Tensor {
         let mut dims = shape.to_vec();
         dims.push(width);
         Tensor::from_vec(out, dims)
+    }
+}
+
+/// Step the row-major multi-index `pos` within `dims` (wrapping to zeros at the end).
+fn next_position(pos: &mut [usize], dims: &[usize]) {
+    for k in (0..pos.len()).rev() {
+        pos[k] += 1;
+        if pos[k] < dims[k] {
+            return;
+        }
+        pos[k] = 0;
     }
 }
 

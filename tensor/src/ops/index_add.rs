@@ -47,6 +47,10 @@ impl Tensor {
                 size,
             });
         }
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() {
+            return crate::wgpu::index::index_add(self, d, indices, source);
+        }
         let outer: usize = dims[..d].iter().product();
         let inner: usize = dims[d + 1..].iter().product();
         let mut out = self.to_vec()?;

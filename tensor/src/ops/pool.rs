@@ -37,17 +37,17 @@ pub(crate) fn planes_hw(op: &'static str, dims: &[usize]) -> Result<(usize, usiz
 
 /// Validated window geometry for one pooling call.
 #[derive(Clone, Copy)]
-struct Pool {
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    sh: usize,
-    sw: usize,
-    ph: usize,
-    pw: usize,
-    oh: usize,
-    ow: usize,
+pub(crate) struct Pool {
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) sh: usize,
+    pub(crate) sw: usize,
+    pub(crate) ph: usize,
+    pub(crate) pw: usize,
+    pub(crate) oh: usize,
+    pub(crate) ow: usize,
 }
 
 impl Pool {
@@ -133,7 +133,7 @@ impl Pool {
         Ok(out)
     }
 
-    fn out_dims(&self, dims: &[usize]) -> Vec<usize> {
+    pub(crate) fn out_dims(&self, dims: &[usize]) -> Vec<usize> {
         let mut d = dims.to_vec();
         let r = d.len();
         d[r - 2] = self.oh;
@@ -153,6 +153,10 @@ impl Tensor {
     ) -> Result<Tensor> {
         let (planes, p) = Pool::new("avg_pool2d", self.dims(), kernel, stride, padding)?;
         let inv = 1.0 / (p.kh * p.kw) as f32;
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() {
+            return crate::wgpu::pool2d::pool2d(self, "avg_pool2d", &p, planes);
+        }
         let out = p.run(self, planes, |plane, rows, cols| {
             let mut acc = 0.0f32;
             for r in rows {
@@ -174,6 +178,10 @@ impl Tensor {
         padding: (usize, usize),
     ) -> Result<Tensor> {
         let (planes, p) = Pool::new("max_pool2d", self.dims(), kernel, stride, padding)?;
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() {
+            return crate::wgpu::pool2d::pool2d(self, "max_pool2d", &p, planes);
+        }
         let out = p.run(self, planes, |plane, rows, cols| {
             let mut m = f32::NEG_INFINITY;
             for r in rows {

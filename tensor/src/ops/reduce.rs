@@ -273,6 +273,17 @@ fn arg_extreme(
             ),
         ));
     }
+    #[cfg(feature = "wgpu")]
+    if x.is_gpu() {
+        return crate::wgpu::reduce::arg_extreme(
+            x,
+            name,
+            &sp.kept,
+            &sp.reduced,
+            sp.out_dims,
+            want_max,
+        );
+    }
     let src = x.cpu_storage()?;
     let rst = sp.reduced.strides().first().copied().unwrap_or(0);
     let kept = StridedRuns::new(name, [&sp.kept])?;

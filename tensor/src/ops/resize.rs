@@ -190,6 +190,13 @@ impl Tensor {
         if rank == 0 {
             return Ok(self.clone());
         }
+        #[cfg(feature = "wgpu")]
+        if self.is_gpu() {
+            return match mode {
+                PadMode::Constant(v) => crate::wgpu::layers::pad(self, pads, v),
+                _ => crate::wgpu::layers::pad_edge(self, pads, mode == PadMode::Reflect),
+            };
+        }
         let x = self.contiguous()?;
         let data = contiguous_data(&x)?;
         let strides = x.shape().contiguous_strides();

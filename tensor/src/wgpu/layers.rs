@@ -1,6 +1,7 @@
 //! Data-movement layers on the GPU: `cat`, `index_select` / `embedding` (which also
 //! read tensors split into chunks), `upsample_nearest2d`, constant `pad`, and the
-//! strided write they share ([`copy_into`]).
+//! strided write they share ([`copy_into`]). Reflect and replicate `pad` map each
+//! output index back into the input, one thread per output element ([`pad_edge`]).
 //!
 //! `cat` and `pad` allocate the output and write each input into its window, a
 //! narrowed view of the output, with one strided-copy kernel per input.
@@ -228,6 +229,67 @@ pub fn upsample_nearest2d(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tens
         super::elementwise::copy(&x)?
     };
     let bufs = [buf(op, &out)?, buf(op, &x)?];
+    kernel::run(&dev, op, &source, &meta, &bufs, kernel::grid(n))?;
+    Ok(out)
+}
+
+const PAD_EDGE: &str = r#"
+@group(0) @binding(0) var<storage, read> info: array<u32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> src: array<f32>;
+
+// meta: [numel, rank, reflect?, offset, then per dim: out size, before, in size,
+// in stride]. Output index j - before outside [0, n) mirrors (reflect, no edge
+// repeat) or clamps (replicate) into the input.
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = flat_id(wid, nwg, lid);
+    if (i >= info[0]) { return; }
+    var off = info[3];
+    var rem = i;
+    var d = info[1];
+    while (d > 0u) {
+        d = d - 1u;
+        let at = 4u + 4u * d;
+        let size = info[at];
+        let last = i32(info[at + 2u]) - 1;
+        var j = i32(rem % size) - i32(info[at + 1u]);
+        rem = rem / size;
+        if (info[2] == 1u) {
+            if (j < 0) { j = -j; } else if (j > last) { j = 2 * last - j; }
+        } else {
+            j = clamp(j, 0, last);
+        }
+        off = off + u32(j) * info[at + 3u];
+    }
+    out[i] = src[off];
+}
+"#;
+
+/// `x` padded by `pads` (as [`pad`]) with reflect (`reflect = true`) or replicate
+/// borders (sizes checked by the caller: each pad smaller than its dim for reflect,
+/// no empty padded dim for replicate).
+pub fn pad_edge(x: &Tensor, pads: &[(usize, usize)], reflect: bool) -> Result<Tensor> {
+    let op = "pad";
+    let dev = device_of(&[x]).ok_or_else(|| TensorError::invalid(op, "not on wgpu"))?;
+    let rank = x.rank();
+    let mut meta = vec![0, rank as u32, reflect as u32, x.layout().offset() as u32];
+    let mut dims = Vec::with_capacity(rank);
+    for (d, (&n, &s)) in x.dims().iter().zip(x.strides()).enumerate() {
+        let (b, a) = pads.get(rank - 1 - d).copied().unwrap_or((0, 0));
+        dims.push(b + n + a);
+        meta.extend([b + n + a, b, n, s].map(|v| v as u32));
+    }
+    let out = output(&dev, op, dims)?;
+    let n = out.numel();
+    if n == 0 {
+        return Ok(out);
+    }
+    kernel::check_u32(op, n.max(x.numel()))?;
+    meta[0] = n as u32;
+    let source = format!("{FLAT_ID}{PAD_EDGE}");
+    let bufs = [buf(op, &out)?, buf(op, x)?];
     kernel::run(&dev, op, &source, &meta, &bufs, kernel::grid(n))?;
     Ok(out)
 }

@@ -8,12 +8,15 @@
 //! - [`pool`]: the caching allocator that hands freed buffers to the next op.
 //! - [`elementwise`]: unary / binary / ternary kernels generated from the op enums'
 //!   WGSL snippets, over any strided or broadcast layout; strided copy.
-//! - [`reduce`]: reductions and softmax. [`matmul`]: the matmul ladder (naive,
-//!   shared-memory tiles, register blocking with vec4, generated and unrolled, vec4
-//!   loads with prefetch). [`conv`]: conv2d (1x1 as a matmul, im2col + matmul, an
-//!   implicit GEMM for groups) and its gradients ([`conv_backward`]: im2col +
-//!   matmul, matmul + col2im). [`norm`]: group / layer norm. [`attention`]: tiled
-//!   attention with an online softmax. [`layers`]: upsample, pad, cat, index_select.
+//! - [`reduce`]: reductions, softmax, argmax / argmin. [`matmul`]: the matmul
+//!   ladder (naive, shared-memory tiles, register blocking with vec4, generated and
+//!   unrolled, vec4 loads with prefetch). [`conv`]: conv2d (1x1 as a matmul, im2col +
+//!   matmul, an implicit GEMM for groups) and its gradients ([`conv_backward`]:
+//!   im2col + matmul, matmul + col2im). [`norm`]: group / layer norm. [`attention`]:
+//!   tiled attention with an online softmax. [`layers`]: upsample, pad (constant,
+//!   reflect, replicate), cat, index_select. [`index`]: gather, and index_add without
+//!   float atomics (each output pulls its sources, in the CPU's order). [`pool2d`]:
+//!   max and average pooling.
 //!
 //! Ops route here at their entry (`if x.is_gpu()`): the CPU paths are untouched.
 //! A CPU operand of a GPU op (a scalar, a bias) is uploaded on the way.
@@ -36,11 +39,13 @@ pub mod context;
 pub mod conv;
 pub mod conv_backward;
 pub mod elementwise;
+pub mod index;
 pub mod kernel;
 pub mod layers;
 pub mod matmul;
 pub mod norm;
 pub mod pool;
+pub mod pool2d;
 pub mod reduce;
 
 use std::sync::Arc;

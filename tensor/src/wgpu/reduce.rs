@@ -7,6 +7,8 @@
 //! two strided views of the input, exactly as the CPU kernel splits them, so any
 //! layout is read in place. Accumulation is in f32 (the CPU uses f64), so a sum of
 //! n values may differ from the CPU by about `n * 6e-8` of its magnitude.
+//! `argmax` / `argmin` fold (value, index) pairs the same way, with the CPU's rule
+//! (the first NaN, else the first extreme), so their indices are exact.
 //! `x: (2, 3, 4).sum(&[0, 2]) -> (3,)`.
 //!
 //! ```
@@ -18,6 +20,7 @@
 //! let x = Tensor::arange(0.0, 6.0, 1.0).unwrap().reshape([2, 3]).unwrap().to_device(&gpu).unwrap();
 //! assert_eq!(x.sum(&[0], false).unwrap().to_vec().unwrap(), vec![3.0, 5.0, 7.0]);
 //! assert_eq!(x.max(&[1], false).unwrap().to_vec().unwrap(), vec![2.0, 5.0]);
+//! assert_eq!(x.argmin(0, false).unwrap().to_vec().unwrap(), vec![0.0, 0.0, 0.0]);
 //! let p = x.softmax(1).unwrap().to_vec().unwrap();
 //! assert!((p[0] - 0.090_030_57).abs() < 1e-6);
 //! ```
@@ -221,5 +224,116 @@ pub fn softmax(x: &Tensor, d: usize, log: bool) -> Result<Tensor> {
     let meta = [rows as u32, n as u32, inner as u32, log as u32];
     let bufs = [buf(name, &out)?, buf(name, &x)?];
     kernel::run(&dev, name, SOFTMAX, &meta, &bufs, groups(rows))?;
+    Ok(out)
+}
+
+const ARG_EXTREME: &str = r#"
+@group(0) @binding(0) var<storage, read> info: array<u32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> src: array<f32>;
+var<workgroup> best_v: array<f32, 256>;
+var<workgroup> best_i: array<u32, 256>;
+
+const NONE: u32 = 0xffffffffu;
+
+// NaN by its bits: WGSL compilers may assume comparisons never see NaN.
+fn nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// Does candidate (a, ia) beat (b, ib)? The first NaN wins, then the largest
+// (smallest for argmin) value, then the lower index: the CPU's sequential scan.
+fn beats(a: f32, ia: u32, b: f32, ib: u32) -> bool {
+    if (ia == NONE) { return false; }
+    if (ib == NONE) { return true; }
+    let na = nan(a);
+    let nb = nan(b);
+    if (na || nb) {
+        if (na && nb) { return ia < ib; }
+        return na;
+    }
+    if (a == b) { return ia < ib; }
+    if (info[4] == 1u) { return a > b; }
+    return a < b;
+}
+
+// meta: [n_out, n, kept_rank, red_stride, want_max, offset, kept dims, kept strides]
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let o = wid.y * nwg.x + wid.x;
+    let valid = o < info[0];
+    let n = info[1];
+    let kr = info[2];
+    let rst = info[3];
+    var off = 0u;
+    var rem = min(o, info[0] - 1u);
+    var d = kr;
+    while (d > 0u) {
+        d = d - 1u;
+        let size = info[6u + d];
+        off = off + (rem % size) * info[6u + kr + d];
+        rem = rem / size;
+    }
+    let base = info[5] + off;
+    var bv = 0.0;
+    var bi = NONE;
+    for (var i = lid; i < n; i = i + 256u) {
+        let v = src[base + i * rst];
+        if (beats(v, i, bv, bi)) {
+            bv = v;
+            bi = i;
+        }
+    }
+    best_v[lid] = bv;
+    best_i[lid] = bi;
+    workgroupBarrier();
+    var s = 128u;
+    while (s > 0u) {
+        if (lid < s && beats(best_v[lid + s], best_i[lid + s], best_v[lid], best_i[lid])) {
+            best_v[lid] = best_v[lid + s];
+            best_i[lid] = best_i[lid + s];
+        }
+        workgroupBarrier();
+        s = s / 2u;
+    }
+    if (valid && lid == 0u) {
+        out[o] = f32(best_i[0]);
+    }
+}
+"#;
+
+/// `argmax` / `argmin` along the one `reduced` dim (non-empty, checked by the
+/// caller) for every position of the `kept` view; indices as f32. A workgroup per
+/// output folds (value, index) pairs with the CPU's rule: first NaN, else first
+/// extreme.
+pub fn arg_extreme(
+    x: &Tensor,
+    name: &'static str,
+    kept: &Layout,
+    reduced: &Layout,
+    out_dims: Vec<usize>,
+    want_max: bool,
+) -> Result<Tensor> {
+    let dev = device_of(&[x]).ok_or_else(|| TensorError::invalid(name, "not on wgpu"))?;
+    let (n_out, n) = (kept.numel(), reduced.numel());
+    kernel::check_u32(name, x.numel())?;
+    let out = output(&dev, name, out_dims)?;
+    if n_out == 0 || n == 0 {
+        return Ok(out);
+    }
+    let rst = reduced.strides().first().copied().unwrap_or(0);
+    let mut meta = vec![
+        n_out as u32,
+        n as u32,
+        kept.rank() as u32,
+        rst as u32,
+        want_max as u32,
+        kept.offset() as u32,
+    ];
+    meta.extend(kept.dims().iter().map(|&d| d as u32));
+    meta.extend(kept.strides().iter().map(|&s| s as u32));
+    let bufs = [buf(name, &out)?, buf(name, x)?];
+    kernel::run(&dev, name, ARG_EXTREME, &meta, &bufs, groups(n_out))?;
     Ok(out)
 }
