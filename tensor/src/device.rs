@@ -83,6 +83,22 @@ impl Tensor {
         }
     }
 
+    /// For the ops whose kernel is a Rust closure (`ops::unary::map`,
+    /// `ops::binary::zip`, `zip3`: autodiff's elementwise derivatives), which can only
+    /// run on the CPU: when one of `tensors` lives on a GPU, that device (the result
+    /// goes back there) and every operand brought to the CPU; `None` when all are on
+    /// the CPU already.
+    pub(crate) fn closure_operands(tensors: &[&Tensor]) -> Result<Option<(Device, Vec<Tensor>)>> {
+        let Some(gpu) = tensors.iter().find(|t| t.is_gpu()) else {
+            return Ok(None);
+        };
+        let cpu = tensors
+            .iter()
+            .map(|t| t.to_device(&Device::Cpu))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some((gpu.device(), cpu)))
+    }
+
     /// True when the storage lives on a GPU.
     pub fn is_gpu(&self) -> bool {
         !matches!(self.storage().as_ref(), Storage::Cpu(_))

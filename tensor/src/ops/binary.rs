@@ -33,6 +33,9 @@ pub fn zip(
     b: &Tensor,
     f: impl Fn(f32, f32) -> f32 + Sync,
 ) -> Result<Tensor> {
+    if let Some((dev, cpu)) = Tensor::closure_operands(&[a, b])? {
+        return zip(op, &cpu[0], &cpu[1], f)?.to_device(&dev);
+    }
     let shape = Shape::broadcast(op, a.shape(), b.shape())?;
     let (sa, sb) = (a.cpu_storage()?, b.cpu_storage()?);
     let mut out = vec![0.0f32; shape.numel()];
@@ -79,6 +82,9 @@ pub fn zip3(
     c: &Tensor,
     f: impl Fn(f32, f32, f32) -> f32 + Sync,
 ) -> Result<Tensor> {
+    if let Some((dev, cpu)) = Tensor::closure_operands(&[a, b, c])? {
+        return zip3(op, &cpu[0], &cpu[1], &cpu[2], f)?.to_device(&dev);
+    }
     let ab = Shape::broadcast(op, a.shape(), b.shape())?;
     let shape = Shape::broadcast(op, &ab, c.shape()).map_err(|_| TensorError::Broadcast {
         op,

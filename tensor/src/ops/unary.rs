@@ -32,6 +32,9 @@ use crate::tensor::Tensor;
 /// Apply `f` to every element of `x`; the result is contiguous with `x`'s shape.
 /// The building block for every unary kernel (other modules reuse it).
 pub fn map(x: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Result<Tensor> {
+    if let Some((dev, cpu)) = Tensor::closure_operands(&[x])? {
+        return map_with(&cpu[0], f, false)?.to_device(&dev);
+    }
     map_with(x, f, false)
 }
 
