@@ -19,22 +19,38 @@ fn rand(dims: &[usize], seed: u64) -> Tensor {
     Tensor::from_vec(common::values(n, seed), dims.to_vec()).unwrap()
 }
 
+/// (n, c, h, w, o, k, stride, padding, dilation, groups): strides, padding,
+/// dilation, groups (2 and depthwise), 1x1, more than 64 channels, a kernel wider
+/// than its stride, batch 1 and 2.
+const CONV_CASES: [(
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+); 9] = [
+    (1, 1, 5, 5, 1, 3, 1, 0, 1, 1),
+    (2, 3, 7, 9, 5, 3, 1, 1, 1, 1),
+    (1, 4, 8, 8, 6, 3, 2, 1, 1, 2),
+    (2, 8, 11, 13, 8, 1, 1, 0, 1, 1),
+    (1, 6, 9, 9, 4, 3, 1, 2, 2, 1),
+    (1, 4, 6, 6, 4, 3, 1, 1, 1, 4),
+    (2, 4, 6, 7, 4, 3, 2, 1, 1, 4),
+    (1, 70, 9, 10, 67, 3, 1, 1, 1, 1),
+    (1, 3, 16, 16, 2, 4, 3, 0, 1, 1),
+];
+
 #[test]
 fn conv2d_matches_cpu() {
     let Some(d) = gpu("conv2d_matches_cpu") else {
         return;
     };
-    // (n, c, h, w, o, k, stride, padding, dilation, groups)
-    let cases = [
-        (1, 1, 5, 5, 1, 3, 1, 0, 1, 1),
-        (2, 3, 7, 9, 5, 3, 1, 1, 1, 1),
-        (1, 4, 8, 8, 6, 3, 2, 1, 1, 2),
-        (2, 8, 11, 13, 8, 1, 1, 0, 1, 1),
-        (1, 6, 9, 9, 4, 3, 1, 2, 2, 1),
-        (1, 4, 6, 6, 4, 3, 1, 1, 1, 4),
-        (1, 70, 9, 10, 67, 3, 1, 1, 1, 1),
-        (1, 3, 16, 16, 2, 4, 3, 0, 1, 1),
-    ];
+    let cases = CONV_CASES;
     for (i, &(n, c, h, w, o, k, s, p, dl, g)) in cases.iter().enumerate() {
         let x = rand(&[n, c, h, w], i as u64);
         let wt = rand(&[o, c / g, k, k], 100 + i as u64);
@@ -397,16 +413,7 @@ fn conv2d_backward_matches_cpu() {
     let Some(d) = gpu("conv2d_backward_matches_cpu") else {
         return;
     };
-    // (n, c, h, w, o, k, stride, padding, dilation, groups)
-    let cases = [
-        (1, 1, 5, 5, 1, 3, 1, 0, 1, 1),
-        (2, 3, 7, 9, 5, 3, 1, 1, 1, 1),
-        (1, 4, 8, 8, 6, 3, 2, 1, 1, 2),
-        (2, 8, 11, 13, 8, 1, 1, 0, 1, 1),
-        (1, 6, 9, 9, 4, 3, 1, 2, 2, 1),
-        (2, 4, 6, 7, 4, 3, 2, 1, 1, 4),
-        (1, 3, 16, 16, 2, 4, 3, 0, 1, 1),
-    ];
+    let cases = CONV_CASES;
     for (i, &(n, c, h, w, o, k, s, p, dl, g)) in cases.iter().enumerate() {
         let x = rand(&[n, c, h, w], 300 + i as u64);
         let wt = rand(&[o, c / g, k, k], 400 + i as u64);
