@@ -22,7 +22,7 @@ fn rand(dims: &[usize], seed: u64) -> Tensor {
 /// (n, c, h, w, o, k, stride, padding, dilation, groups): strides, padding,
 /// dilation, groups (2 and depthwise), 1x1, more than 64 channels, a kernel wider
 /// than its stride, batch 1 and 2.
-const CONV_CASES: [(
+type ConvCase = (
     usize,
     usize,
     usize,
@@ -33,7 +33,8 @@ const CONV_CASES: [(
     usize,
     usize,
     usize,
-); 9] = [
+);
+const CONV_CASES: [ConvCase; 9] = [
     (1, 1, 5, 5, 1, 3, 1, 0, 1, 1),
     (2, 3, 7, 9, 5, 3, 1, 1, 1, 1),
     (1, 4, 8, 8, 6, 3, 2, 1, 1, 2),
