@@ -73,6 +73,9 @@ pub fn compare(clf: &FashionClassifier, real_f: &[f32], o: &CompareOptions) -> R
          folder's scheduler.\n\n{HEAD}",
         o.samples_per_class, o.seed, o.n_real
     );
+    // Grid file names already written by this report: two folders with the same
+    // name (two `teacher-ddim`s) get `-2`, `-3`.. instead of overwriting.
+    let mut grids = std::collections::HashSet::new();
     for spec in o.runs {
         let (dir, steps) = parse_run(spec)?;
         let sd = StableDiffusion::load(&dir)?;
@@ -93,10 +96,15 @@ pub fn compare(clf: &FashionClassifier, real_f: &[f32], o: &CompareOptions) -> R
         println!("{line}");
         let _ = writeln!(s, "{line}");
         let k = 8.min(o.samples_per_class);
-        save_image_unit(
-            o.out_dir.join(format!("grid-{name}-{steps}.png")),
-            &image_grid(&e.grid, 10, k)?,
-        )?;
+        let mut file = format!("grid-{name}-{steps}.png");
+        for i in 2.. {
+            if grids.insert(file.clone()) {
+                break;
+            }
+            file = format!("grid-{name}-{steps}-{i}.png");
+        }
+        save_image_unit(o.out_dir.join(&file), &image_grid(&e.grid, 10, k)?)?;
+        println!("grid of {}: {file}", dir.display());
     }
     if let Some(spec) = o.sweep_of {
         sweep(clf, real_f, o, spec, &mut s)?;
