@@ -582,3 +582,40 @@ fn claim_16_imagic_the_target_class_rises_with_eta() {
     assert!(scores[4].p_target > 0.5, "eta 1: {:?}", scores[4]);
     assert!(scores[4].p_source < scores[0].p_source);
 }
+
+#[test]
+fn claim_17_the_shipped_guided_students_w_input_is_guidance() {
+    use diffusion::eval::classifier::FashionClassifier;
+    use diffusion::eval::sampling::features_of;
+    use diffusion::schedulers::scheduler_from_config;
+    use diffusion::train::captions::eval_prompt;
+    let sd = StableDiffusion::load(shipped_model_dir().join("../fashion-sd-guided4")).unwrap();
+    let store = nn::ParamStore::new();
+    let clf_path = shipped_model_dir().join("../fashion-classifier.safetensors");
+    let clf = FashionClassifier::load(&store, &clf_path).unwrap();
+    // 4 samples of each class, 4 steps (one UNet evaluation each), at guidance g.
+    let accuracy = |g: f64| {
+        let n = 4;
+        let mut right = 0;
+        for c in 0..10 {
+            let mut s = scheduler_from_config(&sd.scheduler_config).unwrap();
+            let p = GenerateParams {
+                prompts: vec![eval_prompt(c).unwrap()],
+                num_images_per_prompt: n,
+                num_inference_steps: 4,
+                guidance_scale: g,
+                seed: 100 + c as u64,
+                ..Default::default()
+            };
+            let images = sd.generate(&p, s.as_mut(), None).unwrap().images.unwrap();
+            let images = images.affine(0.5, 0.5).unwrap().clamp(0.0, 1.0).unwrap();
+            let (_, pred) = features_of(&clf, &images).unwrap();
+            right += pred.iter().filter(|&&k| k == c).count();
+        }
+        right as f64 / (10 * n) as f64
+    };
+    let (a0, a2, a8) = (accuracy(0.0), accuracy(2.0), accuracy(8.0));
+    println!("guided student, class accuracy at g = 0, 2, 8: {a0:.3}, {a2:.3}, {a8:.3}");
+    assert!(a8 >= 0.8 && a8 >= a0 + 0.25, "g = 0: {a0}, g = 8: {a8}");
+    assert!(a2 > a0, "g = 0: {a0}, g = 2: {a2}");
+}
