@@ -18,23 +18,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use autodiff::Var;
+use benches::values;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use diffusion::models::{UNet2DConditionConfig, UNet2DConditionModel};
 use nn::ParamStore;
 use tensor::wgpu::matmul::{matmul_with, MatmulKernel};
 use tensor::{Device, Tensor};
-
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        })
-        .collect()
-}
 
 fn rand(dims: &[usize], seed: u32) -> Tensor {
     Tensor::from_vec(values(dims.iter().product(), seed), dims.to_vec()).unwrap()

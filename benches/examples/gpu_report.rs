@@ -43,11 +43,8 @@ impl Rng for Fast {
     }
 }
 
-fn rand(dims: &[usize], seed: u64) -> Tensor {
-    let mut r = Fast(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let n = dims.iter().product();
-    let v = (0..n).map(|_| r.uniform() as f32 - 0.5).collect();
-    Tensor::from_vec(v, dims.to_vec()).unwrap()
+fn rand(dims: &[usize], seed: u32) -> Tensor {
+    Tensor::from_vec(benches::values(dims.iter().product(), seed), dims.to_vec()).unwrap()
 }
 
 fn sync(d: &Device) {
