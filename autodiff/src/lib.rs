@@ -14,7 +14,7 @@
 //! The ops, by file (each file's docs give the shapes and the derivative):
 //!
 //! - `ops_elementwise`: `add sub mul div pow` (broadcasting; gradients summed back to
-//!   each operand's shape by [`sum_to`]), `add_scalar mul_scalar affine powf`, `neg
+//!   each operand's shape by [`sum_to()`]), `add_scalar mul_scalar affine powf`, `neg
 //!   exp log sqrt tanh sigmoid silu gelu quick_gelu relu abs sqr recip sin cos`;
 //! - `ops_reduce`: `sum mean max min var std` over any dims (keepdim or not);
 //! - `ops_linalg`: `matmul` (batched, broadcast, vectors);

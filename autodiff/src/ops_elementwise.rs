@@ -1,7 +1,7 @@
 //! Elementwise ops and their derivatives.
 //!
 //! Binary ops broadcast as NumPy: `a: (3, 1) + b: (4,) -> (3, 4)`, and each
-//! operand's gradient is summed back to its own shape with [`crate::sum_to`].
+//! operand's gradient is summed back to its own shape with [`crate::sum_to()`].
 //! Unary ops keep the shape; each backward is `grad * f'(x)`, computed in one pass
 //! over (grad, x) or (grad, y) with the tensor crate's `zip`:
 //!
@@ -34,7 +34,7 @@
 //! ```
 
 use tensor::ops::binary::{zip, zip3};
-use tensor::ops::unary::erf;
+use tensor::ops::special::erf;
 use tensor::Tensor;
 
 use crate::error::Result;

@@ -4,7 +4,7 @@
 //! `dA = G B^T: (m, k)` and `dB = A^T G: (k, n)`. `matmul` follows `torch.matmul`:
 //! batch dims broadcast (`(B, T, k) @ (k, n)`), so a gradient computed per batch
 //! entry is summed back over the batch dims its operand was broadcast along
-//! ([`crate::sum_to`]); a 1-D operand is a row (left) or column (right) vector.
+//! ([`crate::sum_to()`]); a 1-D operand is a row (left) or column (right) vector.
 //! When `B` is one matrix shared by a whole batch (a linear layer), `dB` folds the
 //! batch into the rows instead: `A: (B*T, k)^T @ G: (B*T, n)`, one GEMM.
 //!

@@ -6,7 +6,7 @@
 //! - `permute(p)`: permute by the inverse of `p`; `transpose(a, b)` by itself;
 //! - `narrow(dim, start, len)`: pad the gradient with zeros back to the full size
 //!   (the elements left out got no gradient);
-//! - `broadcast_as(shape)`: sum over the broadcast dims ([`crate::sum_to`]);
+//! - `broadcast_as(shape)`: sum over the broadcast dims ([`crate::sum_to()`]);
 //! - `contiguous`: the identity.
 //!
 //! ```

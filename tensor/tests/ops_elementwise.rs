@@ -11,8 +11,9 @@ use common::{
 use proptest::prelude::*;
 use tensor::ops::binary::BinaryOp;
 use tensor::ops::reduce::ReduceOp;
+use tensor::ops::special::{erf, exp, WGSL_HELPERS};
 use tensor::ops::strided::StridedRuns;
-use tensor::ops::unary::{erf, exp, UnaryOp, WGSL_HELPERS};
+use tensor::ops::unary::UnaryOp;
 use tensor::{Tensor, TensorError};
 
 /// erf in f64: Taylor series for |x| <= 3, continued fraction for erfc beyond.

@@ -9,7 +9,8 @@ mod common;
 use common::{any_tensor, err_of, same};
 use proptest::prelude::*;
 use tensor::ops::act_slice::{act_slice_on, exp_fast_slice_on, Pre};
-use tensor::ops::unary::{exp, UnaryOp};
+use tensor::ops::special::exp;
+use tensor::ops::unary::UnaryOp;
 use tensor::ops::vmath::{has_vector_form, Scalar, Simd};
 use tensor::Tensor;
 

@@ -163,7 +163,7 @@ impl NoiseSchedule {
             .collect()
     }
 
-    /// alphas_cumprod[t] for an integer timestep, with an error naming t when out of range.
+    /// `alphas_cumprod[t]` for an integer timestep, with an error naming t when out of range.
     pub fn alpha_prod(&self, t: i64) -> Result<f32> {
         usize::try_from(t)
             .ok()

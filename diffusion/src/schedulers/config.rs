@@ -120,7 +120,7 @@ pub enum TimestepType {
 pub enum FinalSigmasType {
     /// 0: the last step lands on the clean sample.
     Zero,
-    /// sqrt((1 - ac[0]) / ac[0]), the smallest training sigma.
+    /// `sqrt((1 - ac[0]) / ac[0])`, the smallest training sigma.
     SigmaMin,
 }
 
@@ -181,7 +181,7 @@ pub struct SchedulerConfig {
     pub timestep_spacing: Option<TimestepSpacing>,
     /// Added to leading-spaced timesteps (SD 1.x: 1).
     pub steps_offset: usize,
-    /// DDIM/PNDM: alpha_prod at "t = -1" is 1 (true) or ac[0]; `None` = class default.
+    /// DDIM/PNDM: alpha_prod at "t = -1" is 1 (true) or `ac[0]`; `None` = class default.
     pub set_alpha_to_one: Option<bool>,
     /// PNDM: PLMS only (SD: true) instead of the Runge-Kutta warm-up.
     pub skip_prk_steps: bool,

@@ -1,4 +1,4 @@
-//! Fused elementwise slice kernels on the [`vmath`] vocabulary (introduced with the
+//! Fused elementwise slice kernels on the [`super::vmath`] vocabulary (introduced with the
 //! UNet lesson's fused ops): `dst[i] = act(pre(src[i]))`, where `pre` is a bias add,
 //! a normalisation or nothing ([`Pre`]) and `act` an optional [`UnaryOp`]. One pass:
 //! each vector is loaded once, transformed in registers and stored once. Also the
@@ -465,7 +465,7 @@ impl SimdFn for ExpSubSum<'_> {
             dst,
             #[inline(always)]
             |i| exp_v(s, s.sub(s.load(&src[i..]), mv)),
-            |i| super::unary::exp(src[i] - m),
+            |i| super::special::exp(src[i] - m),
         );
         let mut lanes = [0.0f64; 8];
         let mut chunks = dst.chunks_exact(8);

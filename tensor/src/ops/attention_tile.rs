@@ -1,7 +1,7 @@
 //! The per-task steps of [`super::attention`]: one tile of `bq` queries of one batch
 //! item against all its keys, block by block (the UNet lesson's flash attention).
 //!
-//! Buffers (all in [`Scratch`], reused from task to task), with `nr` the
+//! Buffers (all in `Scratch`, reused from task to task), with `nr` the
 //! micro-kernel width (32 on AVX-512) and `MR = 6`:
 //!
 //! - `qp`: `scale * Q^T`, packed as `nr`-query slivers: sliver `s`, depth chunk

@@ -222,7 +222,7 @@ impl BinaryOp {
     }
 
     /// The op as a WGSL expression in the f32 variables `a` and `b`; it may call the
-    /// functions in [`super::unary::WGSL_HELPERS`].
+    /// functions in [`super::special::WGSL_HELPERS`].
     pub fn wgsl(self) -> &'static str {
         match self {
             BinaryOp::Add => "a + b",

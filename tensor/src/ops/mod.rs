@@ -2,7 +2,7 @@
 //! softmax (`unary`, `binary`, `reduce`, `softmax`); the layers diffusion models need
 //! (`conv`, `pool`, `resize`, `concat`, `index`, `norm`), flash attention
 //! (`attention`, with its materialising twin `attention_naive`), and the explicit
-//! SIMD math behind the fused kernels (`vmath`).
+//! SIMD math behind the fused kernels (`vmath`, with its scalar twins in `special`).
 
 pub mod act_slice;
 pub mod attention;
@@ -27,6 +27,7 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod softmax;
+pub mod special;
 pub mod strided;
 pub mod unary;
 pub mod vmath;

@@ -24,8 +24,8 @@ use rayon::prelude::*;
 
 use crate::error::{Result, TensorError};
 use crate::ops::act_slice;
+use crate::ops::special::exp;
 use crate::ops::strided::{with_simd, PAR_MIN_ELEMS};
-use crate::ops::unary::exp;
 use crate::tensor::Tensor;
 
 /// Max of a slice (NaN-ignoring, NaN shows up later through `exp`), 8 lanes.

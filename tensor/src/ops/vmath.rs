@@ -6,7 +6,7 @@
 //! The idea: write the algorithm once against a tiny vector vocabulary, the
 //! [`Simd`] trait (`add`, `mul`, `max`, `select_gt`, ...), and instantiate it three
 //! times. [`Scalar`] implements the vocabulary on plain `f32`, so the generic
-//! [`exp_v`] *is* the scalar [`super::unary::exp`], operation for operation: no fused
+//! [`exp_v`] *is* the scalar [`super::special::exp`], operation for operation: no fused
 //! multiply-add, the same constants, the same order. The AVX-512 and AVX2 versions
 //! therefore give the same bits as [`super::unary::UnaryOp::apply`] on every input,
 //! 16 or 8 at a time; only the speed changes (tests check the equality on a dense grid).
@@ -30,7 +30,8 @@
 
 use std::mem::MaybeUninit;
 
-use super::unary::{UnaryOp, ERF_LARGE, ERF_SMALL, EXP_POLY};
+use super::special::{ERF_LARGE, ERF_SMALL, EXP_POLY};
+use super::unary::UnaryOp;
 
 /// The vector vocabulary. Semantics follow x86: `min(a, b) = if a < b { a } else { b }`
 /// and `max(a, b) = if a > b { a } else { b }` (so a NaN in `b` comes out), and
@@ -184,7 +185,7 @@ pub(crate) const ROUND: f32 = 12_582_912.0;
 pub(crate) const LN2_HI: f32 = 0.693_359_4;
 pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
 
-/// `c[0] + x * (c[1] + x * (..))`, as `unary::horner`.
+/// `c[0] + x * (c[1] + x * (..))`, as `special::horner`.
 #[inline(always)]
 fn horner_v<S: Simd, const N: usize>(s: S, c: &[f32; N], x: S::V) -> S::V {
     // A plain loop (an iterator fold would be one more call to inline).
@@ -197,7 +198,7 @@ fn horner_v<S: Simd, const N: usize>(s: S, c: &[f32; N], x: S::V) -> S::V {
     acc
 }
 
-/// `e^x`, lane by lane: the algorithm of [`super::unary::exp`] in vector words.
+/// `e^x`, lane by lane: the algorithm of [`super::special::exp`] in vector words.
 #[inline(always)]
 pub fn exp_v<S: Simd>(s: S, x: S::V) -> S::V {
     let xc = s.min(s.splat(88.75), s.max(s.splat(-104.0), x)); // clamp, NaN kept
@@ -238,7 +239,7 @@ pub fn exp_fast_v<S: Simd>(s: S, x: S::V) -> S::V {
     s.select_gt(x, s.splat(88.722_84), s.splat(f32::INFINITY), y)
 }
 
-/// `erf(x)`, lane by lane: the algorithm of [`super::unary::erf`] in vector words.
+/// `erf(x)`, lane by lane: the algorithm of [`super::special::erf`] in vector words.
 #[inline(always)]
 pub fn erf_v<S: Simd>(s: S, x: S::V) -> S::V {
     let a = s.abs(x);

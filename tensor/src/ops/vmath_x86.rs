@@ -11,7 +11,7 @@
 //! if let Some(t) = Avx512::detect() {
 //!     let mut y = [0.0f32; 16];
 //!     t.store(exp_v(t, t.splat(1.0)), &mut y);
-//!     assert_eq!(y[0], tensor::ops::unary::exp(1.0));
+//!     assert_eq!(y[0], tensor::ops::special::exp(1.0));
 //!     assert!((y[15] - 2.718_281_8).abs() < 1e-6);
 //! }
 //! # }

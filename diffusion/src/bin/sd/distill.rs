@@ -25,8 +25,8 @@ pub struct DistillArgs {
     /// The teacher: a diffusers model folder trained on Fashion-MNIST latents.
     #[arg(long, default_value = "diffusion/assets/fashion-sd")]
     model: PathBuf,
-    /// Where the final student goes (default: diffusion/assets/fashion-sd-pd<N> or
-    /// fashion-sd-guided<N>).
+    /// Where the final student goes (default: `diffusion/assets/fashion-sd-pd<N>` or
+    /// `fashion-sd-guided<N>`).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Checkpoints, kept rounds and every round's student folder.
