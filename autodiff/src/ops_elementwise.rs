@@ -3,7 +3,9 @@
 //! Binary ops broadcast as NumPy: `a: (3, 1) + b: (4,) -> (3, 4)`, and each
 //! operand's gradient is summed back to its own shape with [`crate::sum_to()`].
 //! Unary ops keep the shape; each backward is `grad * f'(x)`, computed in one pass
-//! over (grad, x) or (grad, y) with the tensor crate's `zip`:
+//! over (grad, x, y) by the tensor crate's derivative kernels
+//! ([`tensor::ops::derivative::Derivative`], a CPU loop and a WGSL twin each, so
+//! GPU tensors stay on the GPU):
 //!
 //! | op | derivative |
 //! |---|---|
@@ -18,6 +20,7 @@
 //! | `relu` | `1` where `x > 0`, else 0 |
 //! | `abs` | `sign(x)` (0 at 0) |
 //! | `powf(e)` | `e x^(e-1)` |
+//! | `clamp(lo, hi)` | `1` where `lo <= x <= hi`, else 0 |
 //! | `pow(a, b)` | `b a^(b-1)`, `a^b ln a` |
 //!
 //! ```
@@ -33,34 +36,29 @@
 //! assert!((gb[0] - (1.0 + std::f32::consts::E)).abs() < 1e-5);
 //! ```
 
-use tensor::ops::binary::{zip, zip3};
-use tensor::ops::special::erf;
+use tensor::ops::derivative::Derivative;
+use tensor::ops::unary::UnaryOp;
 use tensor::Tensor;
 
 use crate::error::Result;
 use crate::sum_to::sum_to;
 use crate::var::{grad_if, record, Var};
 
-/// `1 / sqrt(2 pi)`.
-const INV_SQRT_2PI: f32 = 0.398_942_3;
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
 impl Var {
-    /// A unary op `op` with value `y`, whose backward is `df(g, x, y)` elementwise.
-    fn unary_op(
-        &self,
-        op: &'static str,
-        y: Tensor,
-        df: impl Fn(f32, f32, f32) -> f32 + Send + Sync + Copy + 'static,
-    ) -> Var {
+    /// An elementwise op `op` with value `y`, whose backward is the kernel `d` on
+    /// `(g, x, y)` (on the device the tensors live on).
+    fn unary_op(&self, op: &'static str, y: Tensor, d: Derivative) -> Var {
         let x = self.value().clone();
         let saved_y = y.clone();
         record(op, y, &[self], move |g, need| {
-            Ok(vec![grad_if(need[0], || zip3(op, g, &x, &saved_y, df))?])
+            Ok(vec![grad_if(need[0], || d.backward(g, &x, &saved_y))?])
         })
+    }
+
+    /// [`Tensor::unary`] with its gradient.
+    fn unary(&self, op: UnaryOp) -> Result<Var> {
+        let y = self.value().unary(op)?;
+        Ok(self.unary_op(op.name(), y, Derivative::Unary(op)))
     }
 
     // ---- binary, broadcasting -----------------------------------------------------
@@ -111,7 +109,7 @@ impl Var {
                 grad_if(need[0], || sum_to(&g.div(&b)?, a.dims()))?,
                 grad_if(need[1], || {
                     // d(a/b)/db = -a/b^2 = -y/b
-                    let gb = zip3("div_backward", g, &saved_y, &b, |g, y, b| -g * y / b)?;
+                    let gb = Derivative::DivRhs.backward(g, &b, &saved_y)?;
                     sum_to(&gb, b.dims())
                 })?,
             ])
@@ -126,24 +124,11 @@ impl Var {
         Ok(record("pow", y, &[self, rhs], move |g, need| {
             Ok(vec![
                 grad_if(need[0], || {
-                    let gb = zip3("pow_backward", g, &a, &b, |g, a, b| {
-                        if b == 0.0 {
-                            0.0
-                        } else {
-                            g * b * a.powf(b - 1.0)
-                        }
-                    })?;
+                    let gb = Derivative::PowBase.backward(g, &a, &b)?;
                     sum_to(&gb, a.dims())
                 })?,
                 grad_if(need[1], || {
-                    let gy = g.mul(&saved_y)?;
-                    let ge = zip("pow_backward", &gy, &a, |gy, a| {
-                        if gy == 0.0 {
-                            0.0
-                        } else {
-                            gy * a.ln()
-                        }
-                    })?;
+                    let ge = Derivative::PowExponent.backward(g, &a, &saved_y)?;
                     sum_to(&ge, b.dims())
                 })?,
             ])
@@ -181,13 +166,7 @@ impl Var {
     /// `self ^ exponent` (`torch.pow` with a number).
     pub fn powf(&self, exponent: f32) -> Result<Var> {
         let y = self.value().powf(exponent)?;
-        Ok(self.unary_op("powf", y, move |g, x, _| {
-            if exponent == 0.0 {
-                0.0
-            } else {
-                g * exponent * x.powf(exponent - 1.0)
-            }
-        }))
+        Ok(self.unary_op("powf", y, Derivative::Powf(exponent)))
     }
 
     // ---- unary ---------------------------------------------------------------------
@@ -199,84 +178,58 @@ impl Var {
         }))
     }
     pub fn exp(&self) -> Result<Var> {
-        let y = self.value().exp()?;
-        Ok(self.unary_op("exp", y, |g, _, y| g * y))
+        self.unary(UnaryOp::Exp)
     }
     pub fn log(&self) -> Result<Var> {
-        let y = self.value().log()?;
-        Ok(self.unary_op("log", y, |g, x, _| g / x))
+        self.unary(UnaryOp::Log)
     }
     pub fn sqrt(&self) -> Result<Var> {
-        let y = self.value().sqrt()?;
-        Ok(self.unary_op("sqrt", y, |g, _, y| g * 0.5 / y))
+        self.unary(UnaryOp::Sqrt)
     }
     pub fn tanh(&self) -> Result<Var> {
-        let y = self.value().tanh()?;
-        Ok(self.unary_op("tanh", y, |g, _, y| g * (1.0 - y * y)))
+        self.unary(UnaryOp::Tanh)
     }
     pub fn sigmoid(&self) -> Result<Var> {
-        let y = self.value().sigmoid()?;
-        Ok(self.unary_op("sigmoid", y, |g, _, y| g * y * (1.0 - y)))
+        self.unary(UnaryOp::Sigmoid)
     }
     /// `x * sigmoid(x)` (the UNet's and VAE's activation).
     pub fn silu(&self) -> Result<Var> {
-        let y = self.value().silu()?;
-        Ok(self.unary_op("silu", y, |g, x, _| {
-            let s = sigmoid(x);
-            g * s * (1.0 + x * (1.0 - s))
-        }))
+        self.unary(UnaryOp::Silu)
     }
     /// Exact (erf) GELU, `x * Phi(x)` (the UNet's GEGLU).
     pub fn gelu(&self) -> Result<Var> {
-        let y = self.value().gelu()?;
-        Ok(self.unary_op("gelu", y, |g, x, _| {
-            let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
-            let pdf = INV_SQRT_2PI * (-0.5 * x * x).exp();
-            g * (cdf + x * pdf)
-        }))
+        self.unary(UnaryOp::Gelu)
     }
     /// CLIP's `x * sigmoid(1.702 x)`.
     pub fn quick_gelu(&self) -> Result<Var> {
-        let y = self.value().quick_gelu()?;
-        Ok(self.unary_op("quick_gelu", y, |g, x, _| {
-            let s = sigmoid(1.702 * x);
-            g * (s + 1.702 * x * s * (1.0 - s))
-        }))
+        self.unary(UnaryOp::QuickGelu)
     }
     /// `max(x, 0)`; the gradient at 0 is 0, as in PyTorch.
     pub fn relu(&self) -> Result<Var> {
-        let y = self.value().relu()?;
-        Ok(self.unary_op("relu", y, |g, x, _| if x > 0.0 { g } else { 0.0 }))
+        self.unary(UnaryOp::Relu)
     }
     /// `|x|`; the gradient at 0 is 0, as in PyTorch.
     pub fn abs(&self) -> Result<Var> {
-        let y = self.value().abs()?;
-        Ok(self.unary_op("abs", y, |g, x, _| {
-            if x > 0.0 {
-                g
-            } else if x < 0.0 {
-                -g
-            } else {
-                0.0
-            }
-        }))
+        self.unary(UnaryOp::Abs)
     }
     /// `x * x`.
     pub fn sqr(&self) -> Result<Var> {
-        let y = self.value().sqr()?;
-        Ok(self.unary_op("sqr", y, |g, x, _| 2.0 * g * x))
+        self.unary(UnaryOp::Sqr)
     }
     /// `1 / x`.
     pub fn recip(&self) -> Result<Var> {
-        let y = self.value().recip()?;
-        Ok(self.unary_op("recip", y, |g, _, y| -g * y * y))
+        self.unary(UnaryOp::Recip)
     }
     pub fn sin(&self) -> Result<Var> {
-        let y = self.value().sin()?;
-        Ok(self.unary_op("sin", y, |g, x, _| g * x.cos()))
+        self.unary(UnaryOp::Sin)
     }
     pub fn cos(&self) -> Result<Var> {
-        let y = self.value().cos()?;
-        Ok(self.unary_op("cos", y, |g, x, _| -g * x.sin()))
+        self.unary(UnaryOp::Cos)
+    }
+    /// `clamp(x, min, max)`; the gradient passes where `min <= x <= max`, as in
+    /// PyTorch.
+    pub fn clamp(&self, min: f32, max: f32) -> Result<Var> {
+        let y = self.value().clamp(min, max)?;
+        Ok(self.unary_op("clamp", y, Derivative::Clamp(min, max)))
     }
 }

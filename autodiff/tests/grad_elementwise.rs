@@ -1,6 +1,7 @@
 //! Gradient checks (central differences, see `common`) for the elementwise ops:
 //! broadcasting binary ops, ops with a scalar, and every activation, over random
-//! shapes and leaf layouts (permuted, sliced, broadcast).
+//! shapes and leaf layouts (permuted, sliced, broadcast). The same derivative
+//! kernels on wgpu: `wgpu_grad.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -72,7 +73,9 @@ proptest! {
     fn kinks_away_from_zero(x in any_leaf(0, 4, 4)) {
         let x = map_storage(&x, away_from_zero);
         check_unary("relu", Var::relu, x.clone());
-        check_unary("abs", Var::abs, x);
+        check_unary("abs", Var::abs, x.clone());
+        // One kink, at 0 (the values stay below 5): both sides of it.
+        check_gradients("clamp", &[x], |v| v[0].clamp(0.0, 5.0));
     }
 
     #[test]
@@ -104,6 +107,26 @@ fn kinks_at_zero_give_zero() {
     let y = x.relu().unwrap().add(&x.abs().unwrap()).unwrap();
     let g = y.sum_all().unwrap().backward().unwrap();
     assert_eq!(g.get(&x).unwrap().to_vec().unwrap(), vec![0.0, 2.0, -1.0]);
+}
+
+/// clamp passes the gradient inside its bounds and at them (as PyTorch), and
+/// blocks it outside.
+#[test]
+fn clamp_gradient_at_and_beyond_its_bounds() {
+    let x = Var::leaf(Tensor::from_vec(vec![-1.0, -0.5, 0.2, 0.5, 3.0], [5]).unwrap());
+    let y = x.clamp(-0.5, 0.5).unwrap();
+    assert_eq!(y.value().to_vec().unwrap(), vec![-0.5, -0.5, 0.2, 0.5, 0.5]);
+    let g = y
+        .mul_scalar(3.0)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert_eq!(
+        g.get(&x).unwrap().to_vec().unwrap(),
+        vec![0.0, 3.0, 3.0, 3.0, 0.0]
+    );
 }
 
 /// A scalar (rank 0) operand broadcast against a matrix gets the sum of the

@@ -84,10 +84,11 @@ impl Tensor {
     }
 
     /// For the ops whose kernel is a Rust closure (`ops::unary::map`,
-    /// `ops::binary::zip`, `zip3`: autodiff's elementwise derivatives), which can only
-    /// run on the CPU: when one of `tensors` lives on a GPU, that device (the result
-    /// goes back there) and every operand brought to the CPU; `None` when all are on
-    /// the CPU already.
+    /// `ops::binary::zip`, `zip3`, called with a caller's own function), which can
+    /// only run on the CPU: when one of `tensors` lives on a GPU, that device (the
+    /// result goes back there) and every operand brought to the CPU; `None` when all
+    /// are on the CPU already. The project's own ops (autodiff's derivatives among
+    /// them, `ops::derivative`) have WGSL twins and never take this road.
     pub(crate) fn closure_operands(tensors: &[&Tensor]) -> Result<Option<(Device, Vec<Tensor>)>> {
         let Some(gpu) = tensors.iter().find(|t| t.is_gpu()) else {
             return Ok(None);

@@ -30,7 +30,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use autodiff::{record, Var};
+use autodiff::Var;
 use nn::{Conv2d, Conv2dConfig, Module, ParamStore, VarBuilder};
 use serde::{Deserialize, Serialize};
 use tensor::io::SafeTensorsFile;
@@ -142,25 +142,6 @@ impl AutoencoderKLConfig {
     }
 }
 
-/// `clamp(x, lo, hi)` with torch's gradient (passed where `lo <= x <= hi`).
-fn clamp(x: &Var, lo: f32, hi: f32) -> Result<Var> {
-    let y = x.value().clamp(lo, hi)?;
-    let xv = x.value().clone();
-    Ok(record("clamp", y, &[x], move |g, need| {
-        if !need[0] {
-            return Ok(vec![None]);
-        }
-        let gx = tensor::ops::binary::zip("clamp_backward", g, &xv, |g, x| {
-            if (lo..=hi).contains(&x) {
-                g
-            } else {
-                0.0
-            }
-        })?;
-        Ok(vec![Some(gx)])
-    }))
-}
-
 /// A diagonal Gaussian per latent element: the encoder's posterior.
 #[derive(Clone, Debug)]
 pub struct DiagonalGaussianDistribution {
@@ -183,7 +164,7 @@ impl DiagonalGaussianDistribution {
             ));
         }
         let mean = moments.narrow(1, 0, c / 2)?;
-        let logvar = clamp(&moments.narrow(1, c / 2, c / 2)?, -30.0, 20.0)?;
+        let logvar = moments.narrow(1, c / 2, c / 2)?.clamp(-30.0, 20.0)?;
         let std = logvar.mul_scalar(0.5)?.exp()?;
         Ok(DiagonalGaussianDistribution { mean, logvar, std })
     }

@@ -1,5 +1,6 @@
 //! Tensor ops. Elementwise maps and zips with NumPy broadcasting, reductions and
-//! softmax (`unary`, `binary`, `reduce`, `softmax`); the layers diffusion models need
+//! softmax (`unary`, `binary`, `reduce`, `softmax`) and the elementwise derivatives
+//! autodiff records (`derivative`); the layers diffusion models need
 //! (`conv`, `pool`, `resize`, `concat`, `index`, `norm`), flash attention
 //! (`attention`, with its materialising twin `attention_naive`), and the explicit
 //! SIMD math behind the fused kernels (`vmath`, with its scalar twins in `special`).
@@ -19,6 +20,7 @@ pub mod conv_naive;
 pub mod conv_nhwc;
 pub mod conv_pack;
 pub mod conv_taps;
+pub mod derivative;
 pub mod index;
 pub mod index_add;
 pub mod norm;

@@ -100,8 +100,9 @@ pub fn exp(x: f32) -> f32 {
     }
 }
 
-/// WGSL helper functions the op snippets call: `erf_f32` (same fits as [`erf`]) and
-/// `pow_f32` (PyTorch's `pow`, which WGSL's `pow` leaves undefined for `x <= 0`).
+/// WGSL helper functions the op snippets call: `erf_f32` (same fits as [`erf`]),
+/// `sigmoid_f32` and `pow_f32` (PyTorch's `pow`, which WGSL's `pow` leaves
+/// undefined for `x <= 0`).
 /// Infinities and NaN come from runtime `1 / 0` and `sqrt(-a)`: WGSL rejects them
 /// as constants.
 pub const WGSL_HELPERS: &str = r#"
@@ -130,6 +131,10 @@ fn erf_f32(x: f32) -> f32 {
     p = p * s - 3.7612557e-1;
     p = p * s + 1.2837915e-1;
     return x + x * p;
+}
+
+fn sigmoid_f32(x: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-x));
 }
 
 fn pow_f32(a: f32, b: f32) -> f32 {

@@ -118,22 +118,38 @@ pub fn unary(op: UnaryOp, x: &Tensor) -> Result<Tensor> {
     map_expr(op.name(), x, op.wgsl(), [0.0, 0.0])
 }
 
+/// `expr` (in `a`, `b`, and `c` for three inputs; parameters `p0`, `p1`) over
+/// `inputs` broadcast together (NumPy rules).
+pub fn zip_n_expr(
+    op: &'static str,
+    inputs: &[&Tensor],
+    expr: &str,
+    params: [f32; 2],
+) -> Result<Tensor> {
+    let dev = device_of(inputs).ok_or_else(|| TensorError::invalid(op, "no tensor on wgpu"))?;
+    let mut shape = inputs
+        .first()
+        .ok_or_else(|| TensorError::invalid(op, "no inputs"))?
+        .shape()
+        .clone();
+    for t in &inputs[1..] {
+        shape = Shape::broadcast(op, &shape, t.shape())?;
+    }
+    let ts = inputs
+        .iter()
+        .map(|t| on(&dev, t))
+        .collect::<Result<Vec<_>>>()?;
+    let bound = ts
+        .iter()
+        .map(|t| Ok((buf(op, t)?, t.layout().broadcast_as(shape.clone())?)))
+        .collect::<Result<Vec<_>>>()?;
+    let out = launch(op, &dev, expr, params, &shape, &bound)?;
+    wrap(out, shape)
+}
+
 /// `expr` (in `a`, `b`) with NumPy broadcasting.
 pub fn zip_expr(op: &'static str, a: &Tensor, b: &Tensor, expr: &str) -> Result<Tensor> {
-    let dev = device_of(&[a, b]).ok_or_else(|| TensorError::invalid(op, "no tensor on wgpu"))?;
-    let shape = Shape::broadcast(op, a.shape(), b.shape())?;
-    let (a, b) = (on(&dev, a)?, on(&dev, b)?);
-    let la = a.layout().broadcast_as(shape.clone())?;
-    let lb = b.layout().broadcast_as(shape.clone())?;
-    let out = launch(
-        op,
-        &dev,
-        expr,
-        [0.0; 2],
-        &shape,
-        &[(buf(op, &a)?, la), (buf(op, &b)?, lb)],
-    )?;
-    wrap(out, shape)
+    zip_n_expr(op, &[a, b], expr, [0.0; 2])
 }
 
 /// A [`BinaryOp`] on the GPU.
@@ -143,24 +159,12 @@ pub fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 /// `torch.where(cond, on_true, on_false)` on the GPU (NaN counts as true).
 pub fn where_cond(c: &Tensor, t: &Tensor, f: &Tensor) -> Result<Tensor> {
-    let op = "where_cond";
-    let dev = device_of(&[c, t, f]).ok_or_else(|| TensorError::invalid(op, "no tensor on wgpu"))?;
-    let ab = Shape::broadcast(op, c.shape(), t.shape())?;
-    let shape = Shape::broadcast(op, &ab, f.shape())?;
-    let ts = [on(&dev, c)?, on(&dev, t)?, on(&dev, f)?];
-    let inputs = ts
-        .iter()
-        .map(|t| Ok((buf(op, t)?, t.layout().broadcast_as(shape.clone())?)))
-        .collect::<Result<Vec<_>>>()?;
-    let out = launch(
-        op,
-        &dev,
+    zip_n_expr(
+        "where_cond",
+        &[c, t, f],
         "select(c, b, !(a == 0.0))",
         [0.0; 2],
-        &shape,
-        &inputs,
-    )?;
-    wrap(out, shape)
+    )
 }
 
 /// The elements `layout` views in `b`, packed contiguous (the strided copy).
