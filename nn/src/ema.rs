@@ -101,7 +101,7 @@ impl Ema {
                 source_name: "the target model of Ema::copy_to".into(),
                 near: Vec::new(),
             })?;
-            p.set(Tensor::from_vec(s.clone(), p.dims())?)?;
+            p.set_values(s.clone())?;
         }
         Ok(())
     }

@@ -137,9 +137,9 @@ pub(crate) fn with_grads<'g>(
         })
 }
 
-/// Write `values` into `p` in its shape.
+/// Write `values` into `p` in its shape, on its device.
 pub(crate) fn write(p: &Param, values: Vec<f32>) -> Result<()> {
-    p.set(Tensor::from_vec(values, p.dims())?)
+    p.set_values(values)
 }
 
 /// A setting from exported state: a number parsed from its exact decimal string.
