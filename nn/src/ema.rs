@@ -20,18 +20,19 @@
 
 use std::collections::BTreeMap;
 
+use tensor::ops::optim::ema_step;
 use tensor::Tensor;
 
 use crate::error::{NnError, Result};
 use crate::param::ParamStore;
 
-/// Shadow copies of a store's parameters, by name.
+/// Shadow copies of a store's parameters, by name, each on its parameter's device.
 pub struct Ema {
     store: ParamStore,
     pub decay: f64,
     pub warmup: bool,
     updates: u64,
-    shadows: BTreeMap<String, Vec<f32>>,
+    shadows: BTreeMap<String, Tensor>,
 }
 
 impl Ema {
@@ -46,8 +47,8 @@ impl Ema {
         let shadows = store
             .params()
             .iter()
-            .map(|p| Ok((p.name().to_string(), p.value().to_vec()?)))
-            .collect::<Result<_>>()?;
+            .map(|p| (p.name().to_string(), p.value()))
+            .collect();
         Ok(Ema {
             store: store.clone(),
             decay,
@@ -79,8 +80,7 @@ impl Ema {
             let Some(s) = self.shadows.get_mut(p.name()) else {
                 continue;
             };
-            let v = p.value().to_vec()?;
-            s.iter_mut().zip(&v).for_each(|(s, p)| *s -= w * (*s - p));
+            *s = ema_step(s, &p.value(), w)?;
         }
         self.updates += 1;
         Ok(())
@@ -90,7 +90,7 @@ impl Ema {
     pub fn shadow(&self, name: &str) -> Option<Tensor> {
         let p = self.store.get(name)?;
         let s = self.shadows.get(name)?;
-        Tensor::from_vec(s.clone(), p.dims()).ok()
+        s.reshape(p.dims()).ok()
     }
 
     /// Write the shadows into the model's parameters.
@@ -101,7 +101,7 @@ impl Ema {
                 source_name: "the target model of Ema::copy_to".into(),
                 near: Vec::new(),
             })?;
-            p.set_values(s.clone())?;
+            p.set(s.to_device(&p.value().device())?)?;
         }
         Ok(())
     }
@@ -138,7 +138,8 @@ impl Ema {
                     found: t.dims().to_vec(),
                 });
             }
-            shadows.insert(p.name().to_string(), t.to_vec()?);
+            let copy = Tensor::from_vec(t.to_vec()?, p.dims())?;
+            shadows.insert(p.name().to_string(), copy.to_device(&p.value().device())?);
         }
         if let Some(extra) = tensors.keys().find(|k| !shadows.contains_key(*k)) {
             return Err(NnError::invalid(

@@ -131,14 +131,6 @@ impl Param {
         Ok(())
     }
 
-    /// Replace the values from host memory, row-major in the parameter's shape,
-    /// keeping its id and its device (an optimizer step or an EMA copy on a GPU
-    /// model stays on the GPU).
-    pub fn set_values(&self, values: Vec<f32>) -> Result<()> {
-        let device = self.value().device();
-        self.set(Tensor::from_vec(values, self.dims())?.to_device(&device)?)
-    }
-
     pub fn is_trainable(&self) -> bool {
         self.0.trainable.load(Ordering::Relaxed)
     }

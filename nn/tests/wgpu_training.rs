@@ -1,5 +1,6 @@
 //! Training with the parameters on wgpu: an MLP's forward, backward (autodiff's
-//! derivative kernels included) and AdamW / SGD steps, with an EMA, give the same
+//! derivative kernels included) and AdamW / SGD steps (the fused kernels of
+//! `tensor::ops::optim`, their state on the GPU), with an EMA, give the same
 //! parameters as the same run on the CPU (1e-5), and every parameter and shadow
 //! copied back stays on the GPU. Without an adapter each test prints that it
 //! skipped.
@@ -65,6 +66,10 @@ fn train(dev: &Device, adam: bool, steps: usize) -> (Vec<Vec<f32>>, bool) {
         opt.step(&grads).unwrap();
         ema.update().unwrap();
         stayed &= store.params().iter().all(|p| p.value().device() == *dev);
+        stayed &= store
+            .params()
+            .iter()
+            .all(|p| ema.shadow(p.name()).unwrap().device() == *dev);
     }
     let (shadow_store, _) = model(dev);
     ema.copy_to(&shadow_store).unwrap();

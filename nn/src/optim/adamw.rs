@@ -27,12 +27,14 @@
 //! assert!((w.value().to_vec().unwrap()[0] - 0.9).abs() < 1e-6);
 //! ```
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use autodiff::{Grads, VarId};
+use tensor::ops::optim::{adamw_step, AdamWStep};
 use tensor::Tensor;
 
-use super::{check_state, meta_num, state_tensor, with_grads, write, OptimState, Optimizer};
+use super::{check_state, meta_num, state_tensor, with_grads, OptimState, Optimizer};
 use crate::error::Result;
 use crate::param::ParamStore;
 
@@ -58,10 +60,11 @@ impl Default for AdamWConfig {
     }
 }
 
+/// A parameter's step count and moments, on the parameter's device.
 struct Moments {
     step: u64,
-    exp_avg: Vec<f32>,
-    exp_avg_sq: Vec<f32>,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
 }
 
 /// AdamW over a [`ParamStore`].
@@ -89,49 +92,42 @@ impl AdamW {
     }
 }
 
-/// torch's CPU `lerp` for a scalar weight: `a + w (b - a)` when `|w| < 0.5`, else
-/// `b - (b - a)(1 - w)`.
-fn lerp(a: f32, b: f32, w: f32) -> f32 {
-    if w.abs() < 0.5 {
-        a + w * (b - a)
-    } else {
-        b - (b - a) * (1.0 - w)
-    }
-}
-
 impl Optimizer for AdamW {
     fn step(&mut self, grads: &Grads) -> Result<()> {
         let c = self.config;
-        let decay = (1.0 - c.lr * c.weight_decay) as f32;
-        let w1 = (1.0 - c.beta1) as f32;
-        let (beta2, w2) = (c.beta2 as f32, (1.0 - c.beta2) as f32);
-        let eps = c.eps as f32;
+        let decay = if c.weight_decay != 0.0 {
+            (1.0 - c.lr * c.weight_decay) as f32
+        } else {
+            1.0 // exact: no decay
+        };
         for item in with_grads(&self.store, grads) {
-            let (p, mut v, g) = item?;
-            let n = v.len();
-            let st = self.state.entry(p.id()).or_insert_with(|| Moments {
-                step: 0,
-                exp_avg: vec![0.0; n],
-                exp_avg_sq: vec![0.0; n],
-            });
+            let (p, v, g) = item?;
+            let st = match self.state.entry(p.id()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let zeros = Tensor::zeros(p.dims()).to_device(&v.device())?;
+                    e.insert(Moments {
+                        step: 0,
+                        exp_avg: zeros.clone(),
+                        exp_avg_sq: zeros,
+                    })
+                }
+            };
             st.step += 1;
-            if c.weight_decay != 0.0 {
-                v.iter_mut().for_each(|p| *p *= decay);
-            }
             let t = st.step as f64;
-            let bc1 = 1.0 - c.beta1.powf(t);
-            let bc2_sqrt = ((1.0 - c.beta2.powf(t)).sqrt()) as f32;
-            let neg_step = (-(c.lr / bc1)) as f32;
-            for i in 0..n {
-                let gi = g[i];
-                let m = lerp(st.exp_avg[i], gi, w1);
-                let s = st.exp_avg_sq[i] * beta2 + w2 * gi * gi;
-                st.exp_avg[i] = m;
-                st.exp_avg_sq[i] = s;
-                let denom = s.sqrt() / bc2_sqrt + eps;
-                v[i] += neg_step * m / denom; // torch addcdiv: (value * t1) / t2
-            }
-            write(&p, v)?;
+            let s = AdamWStep {
+                decay,
+                w1: (1.0 - c.beta1) as f32,
+                beta2: c.beta2 as f32,
+                w2: (1.0 - c.beta2) as f32,
+                eps: c.eps as f32,
+                bc2_sqrt: ((1.0 - c.beta2.powf(t)).sqrt()) as f32,
+                neg_step: (-(c.lr / (1.0 - c.beta1.powf(t)))) as f32,
+            };
+            let [new_p, m, v2] = adamw_step(&v, &g, &st.exp_avg, &st.exp_avg_sq, &s)?;
+            st.exp_avg = m;
+            st.exp_avg_sq = v2;
+            p.set(new_p)?;
         }
         Ok(())
     }
@@ -166,10 +162,10 @@ impl Optimizer for AdamW {
             if let Some(m) = self.state.get(&p.id()) {
                 let name = p.name();
                 out.meta.insert(format!("{name}.step"), m.step.to_string());
-                let avg = Tensor::from_vec(m.exp_avg.clone(), p.dims())?;
-                let sq = Tensor::from_vec(m.exp_avg_sq.clone(), p.dims())?;
-                out.tensors.push((format!("{name}.exp_avg"), avg));
-                out.tensors.push((format!("{name}.exp_avg_sq"), sq));
+                out.tensors
+                    .push((format!("{name}.exp_avg"), m.exp_avg.clone()));
+                out.tensors
+                    .push((format!("{name}.exp_avg_sq"), m.exp_avg_sq.clone()));
             }
         }
         Ok(out)
@@ -196,8 +192,8 @@ impl Optimizer for AdamW {
                 p.id(),
                 Moments {
                     step: meta_num(m, &step_key)?,
-                    exp_avg: state_tensor(state, &format!("{name}.exp_avg"), &p.dims())?,
-                    exp_avg_sq: state_tensor(state, &format!("{name}.exp_avg_sq"), &p.dims())?,
+                    exp_avg: state_tensor(state, &format!("{name}.exp_avg"), &p)?,
+                    exp_avg_sq: state_tensor(state, &format!("{name}.exp_avg_sq"), &p)?,
                 },
             );
         }

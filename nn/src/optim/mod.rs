@@ -4,10 +4,11 @@
 //!
 //! An optimizer holds the model's [`ParamStore`]. `step(&grads)` updates every
 //! trainable parameter that has a gradient in `grads` (frozen ones and ones the loss
-//! did not reach are skipped, as torch skips `p.grad is None`) and writes the new
-//! value with [`crate::Param::set`]. Per-parameter state (momentum buffers, Adam's
-//! moments and step count) is keyed by the parameter's [`autodiff::VarId`], which
-//! updates keep; there is no `zero_grad` because each backward returns fresh
+//! did not reach are skipped, as torch skips `p.grad is None`) with one fused kernel
+//! per parameter (`tensor::ops::optim`: a CPU loop, or a WGSL kernel when the
+//! parameter lives on a GPU) and writes the new value with [`crate::Param::set`].
+//! Per-parameter state (momentum buffers, Adam's moments and step count) lives on
+//! the parameter's device, keyed by its [`autodiff::VarId`], which updates keep; there is no `zero_grad` because each backward returns fresh
 //! [`Grads`]. For checkpoints the state is exported by parameter name
 //! ([`Optimizer::state`]: `"<param>.exp_avg"` tensors and settings as exact decimal
 //! strings) and imported into a fresh optimizer by name ([`Optimizer::load_state`]).
@@ -107,11 +108,11 @@ impl<O: Optimizer + ?Sized> Optimizer for Box<O> {
     }
 }
 
-/// A parameter with its value and gradient as vectors.
-pub(crate) type ParamGrad = (Param, Vec<f32>, Vec<f32>);
+/// A parameter with its value and gradient.
+pub(crate) type ParamGrad = (Param, Tensor, Tensor);
 
-/// The trainable parameters with a gradient, with (value, gradient) as vectors,
-/// copied out one parameter at a time.
+/// The trainable parameters with a gradient, with (value, gradient), checked to
+/// have the same number of elements.
 pub(crate) fn with_grads<'g>(
     store: &ParamStore,
     grads: &'g Grads,
@@ -121,25 +122,20 @@ pub(crate) fn with_grads<'g>(
         .into_iter()
         .filter_map(|p| grads.get_id(p.id()).map(|g| (p, g.clone())))
         .map(|(p, g)| {
-            let (v, g) = (p.value().to_vec()?, g.to_vec()?);
-            if v.len() != g.len() {
+            let v = p.value();
+            if v.numel() != g.numel() {
                 return Err(NnError::invalid(
                     "optimizer step",
                     format!(
                         "gradient of '{}' has {} elements, the parameter {}",
                         p.name(),
-                        g.len(),
-                        v.len()
+                        g.numel(),
+                        v.numel()
                     ),
                 ));
             }
             Ok((p, v, g))
         })
-}
-
-/// Write `values` into `p` in its shape, on its device.
-pub(crate) fn write(p: &Param, values: Vec<f32>) -> Result<()> {
-    p.set_values(values)
 }
 
 /// A setting from exported state: a number parsed from its exact decimal string.
@@ -158,8 +154,10 @@ pub(crate) fn meta_num<T: std::str::FromStr>(
     })
 }
 
-/// The tensor `key` from exported state, as a vector, checked to have `dims`.
-pub(crate) fn state_tensor(state: &OptimState, key: &str, dims: &[usize]) -> Result<Vec<f32>> {
+/// The tensor `key` from exported state, checked to have `p`'s dims, as a copy on
+/// `p`'s device.
+pub(crate) fn state_tensor(state: &OptimState, key: &str, p: &Param) -> Result<Tensor> {
+    let dims = &p.dims()[..];
     let t = state
         .tensors
         .iter()
@@ -178,7 +176,9 @@ pub(crate) fn state_tensor(state: &OptimState, key: &str, dims: &[usize]) -> Res
             found: t.dims().to_vec(),
         });
     }
-    Ok(t.to_vec()?)
+    // A copy (a loaded state is never shared with its source), on `p`'s device.
+    let copy = Tensor::from_vec(t.to_vec()?, dims.to_vec())?;
+    Ok(copy.to_device(&p.value().device())?)
 }
 
 /// Check the state's `kind` and that every per-parameter key names a parameter.

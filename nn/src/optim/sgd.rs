@@ -28,9 +28,10 @@
 use std::collections::HashMap;
 
 use autodiff::{Grads, VarId};
+use tensor::ops::optim::{sgd_step, SgdStep};
 use tensor::Tensor;
 
-use super::{check_state, meta_num, state_tensor, with_grads, write, OptimState, Optimizer};
+use super::{check_state, meta_num, state_tensor, with_grads, OptimState, Optimizer};
 use crate::error::{NnError, Result};
 use crate::param::ParamStore;
 
@@ -60,7 +61,8 @@ impl Default for SgdConfig {
 pub struct Sgd {
     store: ParamStore,
     pub config: SgdConfig,
-    buffers: HashMap<VarId, Vec<f32>>,
+    /// Momentum buffers, on their parameters' devices.
+    buffers: HashMap<VarId, Tensor>,
 }
 
 impl Sgd {
@@ -82,33 +84,20 @@ impl Optimizer for Sgd {
                 "Nesterov momentum requires a momentum and zero dampening",
             ));
         }
-        let (lr, wd, mom) = (c.lr as f32, c.weight_decay as f32, c.momentum as f32);
-        let damp = (1.0 - c.dampening) as f32;
+        let s = SgdStep {
+            lr: c.lr as f32,
+            weight_decay: c.weight_decay as f32,
+            momentum: c.momentum as f32,
+            damp: (1.0 - c.dampening) as f32,
+            nesterov: c.nesterov,
+        };
         for item in with_grads(&self.store, grads) {
-            let (p, mut v, mut g) = item?;
-            if wd != 0.0 {
-                g.iter_mut().zip(&v).for_each(|(g, p)| *g += wd * p);
+            let (p, v, g) = item?;
+            let (new_p, buf) = sgd_step(&v, &g, self.buffers.get(&p.id()), &s)?;
+            if let Some(buf) = buf {
+                self.buffers.insert(p.id(), buf);
             }
-            if mom != 0.0 {
-                let buf = match self.buffers.get_mut(&p.id()) {
-                    Some(buf) => {
-                        buf.iter_mut()
-                            .zip(&g)
-                            .for_each(|(b, g)| *b = *b * mom + damp * g);
-                        buf
-                    }
-                    None => self.buffers.entry(p.id()).or_insert_with(|| g.clone()),
-                };
-                if c.nesterov {
-                    g.iter_mut()
-                        .zip(buf.iter())
-                        .for_each(|(g, b)| *g += mom * b);
-                } else {
-                    g.copy_from_slice(buf);
-                }
-            }
-            v.iter_mut().zip(&g).for_each(|(p, g)| *p += -lr * g);
-            write(&p, v)?;
+            p.set(new_p)?;
         }
         Ok(())
     }
@@ -141,10 +130,9 @@ impl Optimizer for Sgd {
         ]);
         for p in self.store.params() {
             if let Some(buf) = self.buffers.get(&p.id()) {
-                let t = Tensor::from_vec(buf.clone(), p.dims())?;
                 state
                     .tensors
-                    .push((format!("{}.momentum_buffer", p.name()), t));
+                    .push((format!("{}.momentum_buffer", p.name()), buf.clone()));
             }
         }
         Ok(state)
@@ -164,7 +152,7 @@ impl Optimizer for Sgd {
         for p in self.store.params() {
             let key = format!("{}.momentum_buffer", p.name());
             if state.tensors.iter().any(|(k, _)| *k == key) {
-                buffers.insert(p.id(), state_tensor(state, &key, &p.dims())?);
+                buffers.insert(p.id(), state_tensor(state, &key, &p)?);
             }
         }
         self.config = config;

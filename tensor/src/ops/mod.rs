@@ -1,6 +1,6 @@
 //! Tensor ops. Elementwise maps and zips with NumPy broadcasting, reductions and
 //! softmax (`unary`, `binary`, `reduce`, `softmax`) and the elementwise derivatives
-//! autodiff records (`derivative`); the layers diffusion models need
+//! autodiff records (`derivative`), the fused optimizer steps (`optim`); the layers diffusion models need
 //! (`conv`, `pool`, `resize`, `concat`, `index`, `norm`), flash attention
 //! (`attention`, with its materialising twin `attention_naive`), and the explicit
 //! SIMD math behind the fused kernels (`vmath`, with its scalar twins in `special`).
@@ -25,6 +25,7 @@ pub mod index;
 pub mod index_add;
 pub mod norm;
 pub mod norm_naive;
+pub mod optim;
 pub mod pool;
 pub mod reduce;
 pub mod resize;

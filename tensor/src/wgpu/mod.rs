@@ -44,6 +44,7 @@ pub mod kernel;
 pub mod layers;
 pub mod matmul;
 pub mod norm;
+pub mod optim;
 pub mod pool;
 pub mod pool2d;
 pub mod reduce;
