@@ -48,7 +48,7 @@ impl Tensor {
             });
         }
         #[cfg(feature = "wgpu")]
-        if self.is_gpu() {
+        if self.is_gpu() || source.is_gpu() {
             return crate::wgpu::index::index_add(self, d, indices, source);
         }
         let outer: usize = dims[..d].iter().product();

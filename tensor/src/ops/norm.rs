@@ -256,6 +256,12 @@ fn per_task(item: usize) -> usize {
 }
 
 /// Group norm followed by the activation `A` (`NoAct` for none).
+/// Whether the input or an affine parameter lives on a GPU (the op then runs there).
+#[cfg(feature = "wgpu")]
+fn any_gpu(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>) -> bool {
+    x.is_gpu() || weight.is_some_and(Tensor::is_gpu) || bias.is_some_and(Tensor::is_gpu)
+}
+
 fn group_norm_impl<A: Act>(
     x: &Tensor,
     num_groups: usize,
@@ -265,7 +271,7 @@ fn group_norm_impl<A: Act>(
 ) -> Result<Tensor> {
     let (w, b, c, spatial) = check_group_norm(x, num_groups, weight, bias, eps)?;
     #[cfg(feature = "wgpu")]
-    if x.is_gpu() {
+    if any_gpu(x, weight, bias) {
         let silu = std::any::type_name::<A>() == std::any::type_name::<SiluAct>();
         return crate::wgpu::norm::group_norm(x, num_groups, w.as_ref(), b.as_ref(), eps, silu);
     }
@@ -343,7 +349,7 @@ impl Tensor {
     ) -> Result<Tensor> {
         let (w, b, row) = check_layer_norm(self, normalized_shape, weight, bias, eps)?;
         #[cfg(feature = "wgpu")]
-        if self.is_gpu() {
+        if any_gpu(self, weight, bias) {
             return crate::wgpu::norm::layer_norm(self, row, w.as_ref(), b.as_ref(), eps);
         }
         let x = self.contiguous()?;

@@ -119,8 +119,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 /// `x.index_add(d, indices, source)` (shapes and indices checked by the caller).
 pub fn index_add(x: &Tensor, d: usize, indices: &[usize], source: &Tensor) -> Result<Tensor> {
     let op = "index_add";
-    let dev = device_of(&[x]).ok_or_else(|| TensorError::invalid(op, "not on wgpu"))?;
-    let source = on(&dev, source)?;
+    let dev = device_of(&[x, source]).ok_or_else(|| TensorError::invalid(op, "not on wgpu"))?;
+    let (x, source) = (on(&dev, x)?, on(&dev, source)?);
+    let x = &x;
     let dims = x.dims().to_vec();
     let out = output(&dev, op, dims.clone())?;
     let n = out.numel();

@@ -96,7 +96,8 @@ fn norm(
     eps: f64,
     silu: bool,
 ) -> Result<Tensor> {
-    let dev = device_of(&[x]).ok_or_else(|| TensorError::invalid(op, "not on wgpu"))?;
+    let operands: Vec<&Tensor> = [Some(x), weight, bias].into_iter().flatten().collect();
+    let dev = device_of(&operands).ok_or_else(|| TensorError::invalid(op, "not on wgpu"))?;
     let x = super::elementwise::packed(&on(&dev, x)?)?;
     let out = output(&dev, op, x.dims().to_vec())?;
     if x.numel() == 0 || len == 0 {
