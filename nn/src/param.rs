@@ -253,6 +253,15 @@ impl ParamStore {
         self.len() == 0
     }
 
+    /// Move every parameter to `device`, keeping their ids (optimizers and graphs
+    /// that hold them see the moved values): the model then runs there.
+    pub fn to_device(&self, device: &tensor::Device) -> Result<()> {
+        for p in self.params() {
+            p.set(p.value().to_device(device)?)?;
+        }
+        Ok(())
+    }
+
     /// Total number of scalars in all parameters.
     pub fn num_elements(&self) -> usize {
         self.read().params.iter().map(Param::numel).sum()

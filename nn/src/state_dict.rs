@@ -123,7 +123,8 @@ impl ParamStore {
         Ok(())
     }
 
-    /// [`ParamStore::check_keys`], then read every tensor with `get` and set them all.
+    /// [`ParamStore::check_keys`], then read every tensor with `get` and set them all,
+    /// each on its parameter's device.
     pub(crate) fn load_checked(
         &self,
         source_name: &str,
@@ -136,8 +137,10 @@ impl ParamStore {
             .iter()
             .map(|p| get(p.name()))
             .collect::<Result<Vec<Tensor>>>()?;
+        // Each value lands on its parameter's device, as torch's `load_state_dict`
+        // copies into the existing tensors: a model on a GPU stays there.
         for (p, v) in params.iter().zip(values) {
-            p.set(v)?;
+            p.set(v.to_device(&p.value().device())?)?;
         }
         Ok(())
     }
