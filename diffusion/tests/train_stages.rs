@@ -102,6 +102,7 @@ fn opts(dir: &std::path::Path, steps: usize, lr: f64) -> RunOptions {
         checkpoint_every: 1,
         log_every: 0,
         progress: false,
+        device: tensor::Device::Cpu,
     }
 }
 
@@ -341,4 +342,55 @@ fn class_weighted_epochs_repeat_each_class_as_asked() {
         plans[0].indices,
         weighted_epoch_batches(&labels, &repeats, 5, 11, 1)[0].indices
     );
+}
+
+/// `--device wgpu`: the UNet stage trains with its parameters, AdamW moments and EMA
+/// on the GPU (checkpointing every step through them) and ends where the CPU run
+/// ends. Each step's gradients differ from the CPU's in the last bits, and Adam
+/// divides them by their own running scale, so near-zero gradients can move a
+/// weight by up to lr differently: the loss is compared (1e-3 relative) and the
+/// weights within 2 lr. Without an adapter the test prints that it skipped.
+#[test]
+fn unet_stage_on_wgpu_matches_the_cpu() {
+    let gpu = match tensor::Device::wgpu() {
+        Ok(d) => d,
+        Err(e) => {
+            println!("skipped: no wgpu adapter ({e})");
+            return;
+        }
+    };
+    let set = toy_latents();
+    let text_cfg: ClipTextConfig = serde_json::from_value(tiny_text_json()).unwrap();
+    let stage = UnetStageOptions {
+        p_empty: 0.15,
+        ema_decay: 0.9,
+        class_repeats: [1; 10],
+    };
+    let lr = 3e-3;
+    let (a, b) = (tmp("unet-cpu"), tmp("unet-gpu"));
+    let cpu = UnetModels::new(&tiny_unet(), &text_cfg, 1).unwrap();
+    train_unet(&cpu, &set, &opts(&a, 6, lr), stage).unwrap();
+    let on_gpu = UnetModels::new(&tiny_unet(), &text_cfg, 1).unwrap();
+    let gpu_opts = RunOptions {
+        device: gpu,
+        ..opts(&b, 6, lr)
+    };
+    let s = train_unet(&on_gpu, &set, &gpu_opts, stage).unwrap();
+    assert_eq!(s.step, 6);
+    assert!(on_gpu.store.params().iter().all(|p| p.value().is_gpu()));
+    let (want, got) = (fixed_unet_loss(&cpu, &set), fixed_unet_loss(&on_gpu, &set));
+    assert!(
+        (want - got).abs() <= 1e-3 * want.abs(),
+        "loss after 6 steps: CPU {want}, wgpu {got}"
+    );
+    let (tc, tg) = (tensors(&cpu.store), tensors(&on_gpu.store));
+    let worst = tc
+        .iter()
+        .zip(&tg)
+        .flat_map(|((_, c), (_, g))| c.iter().zip(g).map(|(x, y)| (x - y).abs()))
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 2.0 * lr as f32, "weights differ by up to {worst}");
+    println!("wgpu vs CPU after 6 steps: loss {got} vs {want}, weights within {worst}");
+    let _ = std::fs::remove_dir_all(a);
+    let _ = std::fs::remove_dir_all(b);
 }

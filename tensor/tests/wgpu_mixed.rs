@@ -2,7 +2,8 @@
 //! it is (training meets this: a CPU zeros buffer gathers a GPU gradient, a CPU
 //! batch meets GPU weights). Each op with one operand on the GPU and the rest on
 //! the CPU gives the all-CPU result (1e-4, relative above 1) on the GPU. Without
-//! an adapter each test prints "skipped: no wgpu adapter" and returns.
+//! an adapter each test prints "skipped: no wgpu adapter" and returns. Saving GPU
+//! tensors to safetensors downloads them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -75,4 +76,27 @@ fn any_gpu_operand_takes_the_op_to_the_gpu() {
     let want = x.mul(&w.reshape([6, 1, 1]).unwrap()).unwrap();
     let got = x.mul(&to(&dev, &w).reshape([6, 1, 1]).unwrap()).unwrap();
     assert_close("mul, GPU rhs", &got, &want, TOL);
+}
+
+/// Saving tensors that live on the GPU downloads them (a model trained there is
+/// written like any other).
+#[test]
+fn gpu_tensors_save_to_safetensors() {
+    let Some(dev) = gpu("gpu_tensors_save_to_safetensors") else {
+        return;
+    };
+    let a = make(&[3, 5], Kind::Permuted, 9);
+    let path = std::env::temp_dir().join(format!("wgpu-save-{}.safetensors", std::process::id()));
+    let g = to(&dev, &a);
+    tensor::io::safetensors::save(&path, [("a", &g), ("cpu", &a)], tensor::io::DType::F32).unwrap();
+    let file = tensor::io::safetensors::SafeTensorsFile::open(&path).unwrap();
+    assert_eq!(
+        file.get("a").unwrap().to_vec().unwrap(),
+        a.to_vec().unwrap()
+    );
+    assert_eq!(
+        file.get("cpu").unwrap().to_vec().unwrap(),
+        a.to_vec().unwrap()
+    );
+    std::fs::remove_file(&path).unwrap();
 }

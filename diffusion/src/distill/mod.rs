@@ -295,6 +295,8 @@ where
             format!("{n} training images for batches of {}", o.batch_size),
         ));
     }
+    // The student trains on `o.device`; a teacher elsewhere is uploaded as it is used.
+    store.to_device(&o.device)?;
     let opt = AdamW::new(
         store,
         AdamWConfig {

@@ -95,9 +95,7 @@ impl StableDiffusion {
             &self.unet_params,
             &self.vae_params,
         ] {
-            for p in store.params() {
-                p.set(p.value().to_device(device)?)?;
-            }
+            store.to_device(device)?;
         }
         Ok(())
     }

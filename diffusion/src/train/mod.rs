@@ -55,6 +55,9 @@ pub struct RunOptions {
     pub log_every: usize,
     /// Show the indicatif progress bar.
     pub progress: bool,
+    /// Where the model trains (`tensor::Device::wgpu()` for the GPU): its parameters
+    /// move there before the optimizer and EMA are made, and stay there.
+    pub device: tensor::Device,
 }
 
 /// Learning rate at step `s`: linear warm-up from `peak / warmup` to `peak` over

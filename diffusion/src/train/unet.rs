@@ -240,6 +240,7 @@ pub fn train_unet(
 ) -> Result<TrainSummary> {
     let schedule = NoiseSchedule::new(&SchedulerConfig::stable_diffusion_v1())?;
     let tokenizer = ClipTokenizer::embedded()?;
+    models.store.to_device(&opts.device)?;
     let opt = AdamW::new(
         &models.store,
         AdamWConfig {

@@ -94,6 +94,7 @@ pub fn train_vae(
         VarBuilder::from_init(&store, WichmannHill::seed(opts.seed)),
         cfg,
     )?;
+    store.to_device(&opts.device)?;
     let batches_per_epoch = ds.len() / opts.batch_size.max(1);
     let opt = AdamW::new(
         &store,

@@ -274,6 +274,7 @@ mod distill_claims {
                 stop_at: None,
                 log_every: 0,
                 progress: false,
+                device: tensor::Device::Cpu,
             },
             p_empty: 0.2,
             ema_decay: 0.0,

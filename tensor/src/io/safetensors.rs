@@ -38,6 +38,7 @@ use safetensors::tensor::{Metadata, SafeTensorError, View};
 
 use super::atomic::write_atomic_with;
 use super::dtype::{decode_to_f32, encode_from_f32, DType};
+use crate::device::Device;
 use crate::error::{Result, TensorError};
 use crate::layout::Layout;
 use crate::tensor::Tensor;
@@ -342,9 +343,14 @@ pub fn save<'t, S: AsRef<str>>(
             format!("cannot save in dtype {dtype}: choose F32, F16 or BF16"),
         ));
     }
-    let mut views: BTreeMap<String, Encoded<'t>> = BTreeMap::new();
-    for (name, t) in tensors {
-        let name = name.as_ref().to_string();
+    // Tensors on a GPU are downloaded first (a cheap clone for CPU ones).
+    let hosted = tensors
+        .into_iter()
+        .map(|(name, t)| Ok((name.as_ref().to_string(), t.to_device(&Device::Cpu)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut views: BTreeMap<String, Encoded<'_>> = BTreeMap::new();
+    for (name, t) in &hosted {
+        let name = name.clone();
         let view = Encoded {
             data: t.cpu_storage()?,
             layout: t.layout(),

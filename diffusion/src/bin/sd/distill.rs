@@ -105,6 +105,7 @@ impl DistillArgs {
                 stop_at: None,
                 log_every: self.log_every,
                 progress: !self.no_progress,
+                device: tensor::Device::Cpu,
             },
             p_empty: self.p_empty,
             ema_decay: self.ema_decay,

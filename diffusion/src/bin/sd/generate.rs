@@ -18,6 +18,23 @@ pub enum Device {
     Wgpu,
 }
 
+impl Device {
+    /// The tensor device; for wgpu the adapter is opened and named on stderr. No
+    /// adapter, or a driver error, is a clear error.
+    pub fn open(self) -> Result<tensor::Device> {
+        match self {
+            Device::Cpu => Ok(tensor::Device::Cpu),
+            Device::Wgpu => {
+                let gpu = tensor::Device::wgpu()?;
+                if let tensor::Device::Wgpu(w) = &gpu {
+                    eprintln!("device: {:?}", w.context());
+                }
+                Ok(gpu)
+            }
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
     /// The prompt(s), as positional arguments.
@@ -157,12 +174,8 @@ pub fn run(mut args: GenerateArgs) -> Result<()> {
     }
     if args.device == Device::Wgpu {
         // CLIP, UNet and VAE weights go to the GPU; the scheduler runs where its
-        // inputs are. No adapter, or a driver error, is a clear error.
-        let gpu = tensor::Device::wgpu()?;
-        if let tensor::Device::Wgpu(w) = &gpu {
-            eprintln!("device: {:?}", w.context());
-        }
-        sd.to_device(&gpu)?;
+        // inputs are.
+        sd.to_device(&args.device.open()?)?;
     }
     let load_time = t0.elapsed();
 

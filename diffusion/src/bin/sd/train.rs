@@ -18,6 +18,8 @@ use diffusion::train::vae::{
 };
 use diffusion::train::{create_dir, RunOptions};
 use diffusion::{DiffusionError, Result};
+
+use crate::generate::Device;
 use nn::ParamStore;
 use tensor::data::{FashionMnist, ImageDataset};
 
@@ -55,6 +57,9 @@ pub struct CommonArgs {
     /// Hide the progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Where to train (the parameters, optimizer state and EMA live there).
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    device: Device,
 }
 
 impl CommonArgs {
@@ -71,6 +76,7 @@ impl CommonArgs {
             stop_at: self.stop_at,
             log_every: self.log_every,
             progress: !self.no_progress,
+            device: self.device.open()?,
         })
     }
 
