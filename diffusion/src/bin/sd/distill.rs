@@ -20,6 +20,8 @@ use diffusion::train::{create_dir, RunOptions};
 use diffusion::Result;
 use tensor::data::{FashionMnist, ImageDataset};
 
+use crate::generate::Device;
+
 #[derive(Args, Debug, Clone)]
 pub struct DistillArgs {
     /// The teacher: a diffusers model folder trained on Fashion-MNIST latents.
@@ -66,6 +68,10 @@ pub struct DistillArgs {
     checkpoint_every: usize,
     #[arg(long)]
     no_progress: bool,
+    /// Where to train: the teacher, every student and their optimizer state live
+    /// there.
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    device: Device,
 }
 
 #[derive(Args, Debug)]
@@ -92,8 +98,8 @@ pub struct DistillGuidedArgs {
 }
 
 impl DistillArgs {
-    fn options(&self, steps: usize) -> DistillOptions {
-        DistillOptions {
+    fn options(&self, steps: usize) -> Result<DistillOptions> {
+        Ok(DistillOptions {
             run: RunOptions {
                 steps,
                 batch_size: self.batch_size,
@@ -105,11 +111,11 @@ impl DistillArgs {
                 stop_at: None,
                 log_every: self.log_every,
                 progress: !self.no_progress,
-                device: tensor::Device::Cpu,
+                device: self.device.open()?,
             },
             p_empty: self.p_empty,
             ema_decay: self.ema_decay,
-        }
+        })
     }
 
     /// The teacher, the training latents, and `teacher-ddim/` in the run folder.
@@ -137,6 +143,8 @@ impl DistillArgs {
             .run_dir
             .join(format!("latents-{n}-{:08x}.safetensors", fp.to_bits()));
         let set = latent_set(&sd.vae, &ds, &cache)?;
+        // Students start from the teacher's weights, so they start where it lives.
+        sd.to_device(&self.device.open()?)?;
         write_teacher_folder(
             &self.run_dir.join("teacher-ddim"),
             &self.model,
@@ -192,7 +200,7 @@ pub fn distill_cmd(args: DistillArgs) -> Result<()> {
         args.batch_size,
         set.len()
     );
-    let opts = args.options(args.steps_per_round);
+    let opts = args.options(args.steps_per_round)?;
     let (student, _) = progressive_distill(
         &sd,
         &set,
@@ -215,7 +223,7 @@ pub fn distill_guided_cmd(args: DistillGuidedArgs) -> Result<()> {
         "distill-guided: stage one {} steps (g ~ U[0, {}]), then {} -> {} steps, {} per halving",
         args.stage_one_steps, args.w_max, c.from_steps, c.to_steps, c.steps_per_round
     );
-    let mut opts = c.options(args.stage_one_steps);
+    let mut opts = c.options(args.stage_one_steps)?;
     opts.run.checkpoint = c.run_dir.join("guided-w-checkpoint.safetensors");
     let (w_student, _) = guided_stage_one(
         &sd,
@@ -232,7 +240,7 @@ pub fn distill_guided_cmd(args: DistillGuidedArgs) -> Result<()> {
         &c.run_dir.join("guided-w.safetensors"),
     )?;
     c.student_writer("guided")(c.from_steps, &w_student)?;
-    let opts = c.options(c.steps_per_round);
+    let opts = c.options(c.steps_per_round)?;
     let (student, _) = progressive_distill(
         &sd,
         &set,

@@ -97,6 +97,9 @@ pub struct EditArgs {
     /// Skip stages A and B: reuse what --save wrote (same model).
     #[arg(long, conflicts_with_all = ["save", "prompt"])]
     load: Option<PathBuf>,
+    /// Where to run the three stages (the models, e_opt and the fine-tuned UNet).
+    #[arg(long, value_enum, default_value_t = crate::generate::Device::Cpu)]
+    device: crate::generate::Device,
     #[command(flatten)]
     imagic: ImagicArgs,
 }
@@ -183,6 +186,7 @@ pub fn edit_cmd(args: EditArgs) -> Result<()> {
         .unwrap_or_else(crate::generate::default_model);
     let t0 = Instant::now();
     let mut sd = StableDiffusion::load(&model)?;
+    sd.to_device(&args.device.open()?)?;
     let input = read_input(&sd, &args.image)?;
     let bars = StageBars::new(&cfg, !args.imagic.no_progress)?;
     let mut progress = |s: Stage, i: usize, n: usize, l: f32| bars.update(s, i, n, l);
