@@ -19,15 +19,16 @@ pub enum Device {
 }
 
 impl Device {
-    /// The tensor device; for wgpu the adapter is opened and named on stderr. No
-    /// adapter, or a driver error, is a clear error.
+    /// The tensor device; for wgpu the shared adapter is opened and named on stderr
+    /// (once per run). No adapter, or a driver error, is a clear error.
     pub fn open(self) -> Result<tensor::Device> {
+        static NAMED: std::sync::Once = std::sync::Once::new();
         match self {
             Device::Cpu => Ok(tensor::Device::Cpu),
             Device::Wgpu => {
                 let gpu = tensor::Device::wgpu()?;
                 if let tensor::Device::Wgpu(w) = &gpu {
-                    eprintln!("device: {:?}", w.context());
+                    NAMED.call_once(|| eprintln!("device: {:?}", w.context()));
                 }
                 Ok(gpu)
             }
