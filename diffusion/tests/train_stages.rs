@@ -214,15 +214,21 @@ fn fixed_unet_loss(models: &UnetModels, set: &LatentSet) -> f32 {
         .unwrap()
 }
 
-#[test]
-fn unet_steps_lower_the_loss_resume_is_exact_and_the_folder_generates() {
-    let set = toy_latents();
-    let text_cfg: ClipTextConfig = serde_json::from_value(tiny_text_json()).unwrap();
+/// The tiny text encoder's config and the stage settings the UNet tests train with.
+fn unet_stage() -> (ClipTextConfig, UnetStageOptions) {
+    let text_cfg = serde_json::from_value(tiny_text_json()).unwrap();
     let stage = UnetStageOptions {
         p_empty: 0.15,
         ema_decay: 0.9,
         class_repeats: [1; 10],
     };
+    (text_cfg, stage)
+}
+
+#[test]
+fn unet_steps_lower_the_loss_resume_is_exact_and_the_folder_generates() {
+    let set = toy_latents();
+    let (text_cfg, stage) = unet_stage();
     let a = tmp("unet-a");
     let full = UnetModels::new(&tiny_unet(), &text_cfg, 1).unwrap();
     let before = fixed_unet_loss(&full, &set);
@@ -360,12 +366,7 @@ fn unet_stage_on_wgpu_matches_the_cpu() {
         }
     };
     let set = toy_latents();
-    let text_cfg: ClipTextConfig = serde_json::from_value(tiny_text_json()).unwrap();
-    let stage = UnetStageOptions {
-        p_empty: 0.15,
-        ema_decay: 0.9,
-        class_repeats: [1; 10],
-    };
+    let (text_cfg, stage) = unet_stage();
     let lr = 3e-3;
     let (a, b) = (tmp("unet-cpu"), tmp("unet-gpu"));
     let cpu = UnetModels::new(&tiny_unet(), &text_cfg, 1).unwrap();
