@@ -138,8 +138,7 @@ impl Ema {
                     found: t.dims().to_vec(),
                 });
             }
-            let copy = Tensor::from_vec(t.to_vec()?, p.dims())?;
-            shadows.insert(p.name().to_string(), copy.to_device(&p.value().device())?);
+            shadows.insert(p.name().to_string(), t.to_device(&p.value().device())?);
         }
         if let Some(extra) = tensors.keys().find(|k| !shadows.contains_key(*k)) {
             return Err(NnError::invalid(

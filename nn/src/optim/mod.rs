@@ -154,8 +154,8 @@ pub(crate) fn meta_num<T: std::str::FromStr>(
     })
 }
 
-/// The tensor `key` from exported state, checked to have `p`'s dims, as a copy on
-/// `p`'s device.
+/// The tensor `key` from exported state, checked to have `p`'s dims, on `p`'s
+/// device.
 pub(crate) fn state_tensor(state: &OptimState, key: &str, p: &Param) -> Result<Tensor> {
     let dims = &p.dims()[..];
     let t = state
@@ -176,9 +176,7 @@ pub(crate) fn state_tensor(state: &OptimState, key: &str, p: &Param) -> Result<T
             found: t.dims().to_vec(),
         });
     }
-    // A copy (a loaded state is never shared with its source), on `p`'s device.
-    let copy = Tensor::from_vec(t.to_vec()?, dims.to_vec())?;
-    Ok(copy.to_device(&p.value().device())?)
+    Ok(t.to_device(&p.value().device())?)
 }
 
 /// Check the state's `kind` and that every per-parameter key names a parameter.

@@ -121,7 +121,6 @@ pub fn index_add(x: &Tensor, d: usize, indices: &[usize], source: &Tensor) -> Re
     let op = "index_add";
     let dev = device_of(&[x, source]).ok_or_else(|| TensorError::invalid(op, "not on wgpu"))?;
     let (x, source) = (on(&dev, x)?, on(&dev, source)?);
-    let x = &x;
     let dims = x.dims().to_vec();
     let out = output(&dev, op, dims.clone())?;
     let n = out.numel();
@@ -160,7 +159,7 @@ pub fn index_add(x: &Tensor, d: usize, indices: &[usize], source: &Tensor) -> Re
     meta.extend(starts.iter().map(|&s| (first + s) as u32));
     meta.extend(rows);
     let source_code = format!("{FLAT_ID}{OFFSET_OF}{INDEX_ADD}");
-    let bufs = [buf(op, &out)?, buf(op, x)?, buf(op, &source)?];
+    let bufs = [buf(op, &out)?, buf(op, &x)?, buf(op, &source)?];
     kernel::run(&dev, op, &source_code, &meta, &bufs, kernel::grid(n))?;
     Ok(out)
 }

@@ -61,17 +61,9 @@ fn tree(lid: u32, v: f32) -> f32 {
 }
 "#;
 
-fn reduce_source(op: ReduceOp) -> String {
-    let mut s = String::from(
-        "@group(0) @binding(0) var<storage, read> info: array<u32>;\n\
-         @group(0) @binding(1) var<storage, read_write> out: array<f32>;\n\
-         @group(0) @binding(2) var<storage, read> src: array<f32>;\n",
-    );
-    s += &TREE.replace("EXPR", op.wgsl());
-    s += FLAT_ID;
-    s += r#"
-// meta: [n_out, n_red, kept_rank, red_rank, identity, scale, offset,
-//        kept dims, kept strides, red dims, red strides]
+/// WGSL: the storage offset of row-major index `i` over the `rank` dims whose sizes
+/// start at `info[at]`, followed by their strides.
+const STRIDED: &str = r#"
 fn strided(i: u32, rank: u32, at: u32) -> u32 {
     var off = 0u;
     var rem = i;
@@ -84,6 +76,20 @@ fn strided(i: u32, rank: u32, at: u32) -> u32 {
     }
     return off;
 }
+"#;
+
+fn reduce_source(op: ReduceOp) -> String {
+    let mut s = String::from(
+        "@group(0) @binding(0) var<storage, read> info: array<u32>;\n\
+         @group(0) @binding(1) var<storage, read_write> out: array<f32>;\n\
+         @group(0) @binding(2) var<storage, read> src: array<f32>;\n",
+    );
+    s += &TREE.replace("EXPR", op.wgsl());
+    s += FLAT_ID;
+    s += STRIDED;
+    s += r#"
+// meta: [n_out, n_red, kept_rank, red_rank, identity, scale, offset,
+//        kept dims, kept strides, red dims, red strides]
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -266,16 +272,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let n = info[1];
     let kr = info[2];
     let rst = info[3];
-    var off = 0u;
-    var rem = min(o, info[0] - 1u);
-    var d = kr;
-    while (d > 0u) {
-        d = d - 1u;
-        let size = info[6u + d];
-        off = off + (rem % size) * info[6u + kr + d];
-        rem = rem / size;
-    }
-    let base = info[5] + off;
+    let base = info[5] + strided(min(o, info[0] - 1u), kr, 6u);
     var bv = 0.0;
     var bi = NONE;
     for (var i = lid; i < n; i = i + 256u) {
@@ -334,6 +331,7 @@ pub fn arg_extreme(
     meta.extend(kept.dims().iter().map(|&d| d as u32));
     meta.extend(kept.strides().iter().map(|&s| s as u32));
     let bufs = [buf(name, &out)?, buf(name, x)?];
-    kernel::run(&dev, name, ARG_EXTREME, &meta, &bufs, groups(n_out))?;
+    let source = format!("{STRIDED}{ARG_EXTREME}");
+    kernel::run(&dev, name, &source, &meta, &bufs, groups(n_out))?;
     Ok(out)
 }
